@@ -1,0 +1,145 @@
+// CPU GRU: per step one GEMM for h W_hh^T and one fused SIMD pass for the gate math;
+// backward mirrors it in reverse.
+#include "cpu/layers.h"
+#include "cpu/sequence.h"
+#include "cpu/vec_math.h"
+#include "fusedrnn/params.h"
+
+namespace fusedrnn::cpu {
+namespace {
+
+template <typename T>
+void gru_forward_pass(const GruForwardStep<T>& p) {
+  using M = VecMath<T>;
+  const int64_t H = p.hidden;
+  parallel_rows(p.rows, kGruGates * H, [&](int64_t r) {
+    const T* xproj = p.xproj + r * kGruGates * H;
+    const T* hh = p.hh + r * kGruGates * H;
+    T* h = p.h + r * H;
+    T* y = p.y + r * H;
+    T* ws = p.workspace ? p.workspace + r * kGruWorkspaceCols * H : nullptr;
+    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
+      auto hidden_side = [&](int gate) { return load(hh, gate * H + j, n) + load(p.b_hh, gate * H + j, n); };
+      const auto hn = hidden_side(2);
+      const auto a = gru_cell_forward<M>(load(xproj, j, n), load(xproj, H + j, n), load(xproj, 2 * H + j, n),
+                                    hidden_side(0), hidden_side(1), hn, load(h, j, n));
+      store(a.h, h, j, n);
+      store(a.h, y, j, n);
+      if (ws) {
+        store(a.r, ws, j, n);
+        store(a.z, ws, H + j, n);
+        store(a.n, ws, 2 * H + j, n);
+        store(hn, ws, 3 * H + j, n);
+      }
+    });
+  });
+}
+
+template <typename T>
+void gru_backward_pass(const GruBackwardStep<T>& p) {
+  using M = VecMath<T>;
+  const int64_t H = p.hidden;
+  parallel_rows(p.rows, kGruGates * H, [&](int64_t r) {
+    T* dh = p.dh + r * H;
+    const T* ws = p.workspace + r * kGruWorkspaceCols * H;
+    const T* h_prev = p.h_prev.row(r);
+    T* dih = p.dgates_ih + r * kGruGates * H;
+    T* dhh = p.dgates_hh + r * kGruGates * H;
+    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
+      const auto d = gru_cell_backward<M>(load(dh, j, n), load(ws, j, n), load(ws, H + j, n), load(ws, 2 * H + j, n),
+                                     load(ws, 3 * H + j, n), load(h_prev, j, n));
+      store(d.pre_r, dih, j, n);
+      store(d.pre_z, dih, H + j, n);
+      store(d.xn, dih, 2 * H + j, n);
+      store(d.pre_r, dhh, j, n);
+      store(d.pre_z, dhh, H + j, n);
+      store(d.hn, dhh, 2 * H + j, n);
+      store(d.h_prev, dh, j, n);
+    });
+  });
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+    const OptTensor& b_hh, const std::vector<int64_t>& batch_sizes, bool reverse, bool training) {
+  const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
+  const auto steps = make_schedule(batch_sizes.data(), static_cast<int64_t>(batch_sizes.size()), reverse);
+
+  const Tensor xproj = input_projection(x, w_ih, b_ih);  // [N, 3H]
+  Tensor y = at::empty({N, H}, x.options());
+  Tensor h = h0.clone();  // [B, H]: running hidden state
+  Tensor workspace = training ? at::empty({N, kGruWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
+  Tensor hh = at::empty({B, kGruGates * H}, x.options());
+  const Tensor w_hh_t = w_hh.t();
+
+  for (const Step& s : steps) {
+    mm_into(hh.narrow(0, 0, s.rows), h.narrow(0, 0, s.rows), w_hh_t);
+    GruForwardStep<T> p{};
+    p.rows = s.rows;
+    p.hidden = H;
+    p.xproj = xproj.data_ptr<T>() + s.offset * kGruGates * H;
+    p.hh = hh.data_ptr<T>();
+    p.b_hh = data_or_null<T>(b_hh);
+    p.h = h.data_ptr<T>();
+    p.y = y.data_ptr<T>() + s.offset * H;
+    p.workspace = training ? workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H : nullptr;
+    gru_forward_pass(p);
+  }
+  return {y, h, workspace};
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
+    const Tensor& grad_y, const Tensor& grad_hn, const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+    const Tensor& w_hh, bool has_bias, const std::vector<int64_t>& batch_sizes, bool reverse, const Tensor& y,
+    const Tensor& workspace) {
+  const int64_t N = x.size(0), H = h0.size(1);
+  const auto steps = make_schedule(batch_sizes.data(), static_cast<int64_t>(batch_sizes.size()), reverse);
+
+  Tensor dgates_ih = at::empty({N, kGruGates * H}, x.options());
+  Tensor dgates_hh = at::empty({N, kGruGates * H}, x.options());
+  Tensor dh = grad_hn.clone();  // [B, H]
+
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const Step& s = *it;
+    Tensor dh_rows = dh.narrow(0, 0, s.rows);
+    dh_rows.add_(grad_y.narrow(0, s.offset, s.rows));
+    GruBackwardStep<T> p{};
+    p.rows = s.rows;
+    p.hidden = H;
+    p.dh = dh_rows.data_ptr<T>();
+    p.workspace = workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H;
+    p.h_prev = PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H};
+    p.dgates_ih = dgates_ih.data_ptr<T>() + s.offset * kGruGates * H;
+    p.dgates_hh = dgates_hh.data_ptr<T>() + s.offset * kGruGates * H;
+    gru_backward_pass(p);
+    dh_rows.addmm_(dgates_hh.narrow(0, s.offset, s.rows), w_hh);  // dh * z + dgates_hh W_hh
+  }
+
+  const Tensor h_prev = gather_prev_state(y, h0, steps);
+  LinearGrads g = linear_grads(dgates_ih, dgates_hh, x, h_prev, w_ih, has_bias);
+  return {g.dx, dh, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor> gru_forward(
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+    const OptTensor& b_hh, const std::vector<int64_t>& batch_sizes, bool reverse, bool training) {
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_gru_forward_cpu", [&] {
+    return gru_forward_typed<scalar_t>(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
+    const Tensor& grad_y, const Tensor& grad_hn, const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+    const Tensor& w_hh, bool has_bias, const std::vector<int64_t>& batch_sizes, bool reverse, const Tensor& y,
+    const Tensor& workspace) {
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_gru_backward_cpu", [&] {
+    return gru_backward_typed<scalar_t>(grad_y, grad_hn, x, h0, w_ih, w_hh, has_bias, batch_sizes, reverse, y,
+                                        workspace);
+  });
+}
+
+}  // namespace fusedrnn::cpu

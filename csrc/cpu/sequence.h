@@ -1,0 +1,38 @@
+// Sequence-level pieces shared by the CPU LSTM, GRU and RNN: the input projection, the previous
+// state of every packed row, and the weight gradients as GEMMs over all steps.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <vector>
+
+#include "fusedrnn/schedule.h"
+
+namespace fusedrnn::cpu {
+
+// x: [N, I] -> [N, G*H] = x W_ih^T + b_ih, one GEMM for all steps.
+at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih);
+
+// The state each packed row started its step from: [N, P], gathered from
+// states: [N, P] (the layer output, one row per packed row) and initial: [B, P].
+at::Tensor gather_prev_state(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps);
+
+struct LinearGrads {
+  at::Tensor dx, dw_ih, dw_hh, db_ih, db_hh;  // biases' gradients are empty tensors without bias
+};
+
+// Gradients of the two linear maps of a layer, batched over all steps (no per-step accumulation):
+// dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], h_prev: [N, P], w_ih: [G*H, I].
+LinearGrads linear_grads(const at::Tensor& dgates_ih, const at::Tensor& dgates_hh, const at::Tensor& x,
+                         const at::Tensor& h_prev, const at::Tensor& w_ih, bool has_bias);
+
+// out = a @ b, written into out's storage (out may be a narrowed view).
+inline void mm_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b) { at::mm_out(out, a, b); }
+
+template <typename T>
+T* data_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
+}
+
+}  // namespace fusedrnn::cpu

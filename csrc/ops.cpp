@@ -1,0 +1,36 @@
+// The schemas of every fusedrnn op. Backends register their kernels beside their bindings
+// (csrc/bindings/*.cpp); fusedrnn/_ops.py registers the fake (shape) and autograd formulas.
+//
+// One op per layer and direction over the whole sequence. x is [T, B, I] (dense) or, when
+// batch_sizes ([T] int64 on the CPU, non-increasing, as in PackedSequence) is given, packed [N, I].
+// y has x's layout with P features (P = proj_size when w_hr is given, else H). workspace is what
+// the backward needs, [N, cols] in the accumulate dtype (float32 for half/bfloat16 inputs), empty
+// when training=False; its columns are documented in csrc/fusedrnn/params.h.
+#include <torch/library.h>
+
+TORCH_LIBRARY(fusedrnn, m) {
+  m.def(
+      "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool training) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "lstm_backward(Tensor grad_y, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor w_ih, Tensor w_hh, Tensor? w_hr, bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, "
+      "Tensor workspace) -> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, "
+      "Tensor db_hh, Tensor dw_hr)");
+  m.def(
+      "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? batch_sizes, bool reverse, bool training) -> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "gru_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, Tensor workspace) "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+  m.def(
+      "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? batch_sizes, bool reverse, str nonlinearity, bool training) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "rnn_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "bool has_bias, Tensor? batch_sizes, bool reverse, str nonlinearity, Tensor y, Tensor workspace) "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+}

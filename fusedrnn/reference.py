@@ -1,0 +1,104 @@
+"""Pure-PyTorch step loops: the oracle every fusedrnn kernel is tested against.
+
+One layer, one direction, the whole sequence, with the same signatures and semantics as
+`fusedrnn.functional`:
+
+- x is dense ``[T, B, I]``, or packed ``[N, I]`` when ``batch_sizes`` (``[T]``, non-increasing, as in
+  ``PackedSequence``) is given; step t then owns the next ``batch_sizes[t]`` rows, and only those
+  batch entries advance at step t (the others keep their state).
+- ``reverse=True`` visits t = T-1 .. 0 (the backward direction of a bidirectional layer).
+- y has x's layout with P features (P = proj_size for a projected LSTM, else hidden_size); the final
+  state of every batch entry is the state after its last step.
+
+Plain autograd through these loops gives gradients of any order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _run(cell, x: Tensor, state: tuple[Tensor, ...], batch_sizes: Tensor | None, reverse: bool, out_features: int):
+    if batch_sizes is None:
+        sizes = [x.shape[1]] * x.shape[0]
+        inputs = list(x.unbind(0))
+    else:
+        sizes = [int(b) for b in batch_sizes]
+        inputs = list(torch.split(x, sizes))
+    steps = range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes))
+    outputs: list[Tensor | None] = [None] * len(sizes)
+    for t in steps:
+        n = sizes[t]
+        new_state, outputs[t] = cell(inputs[t], tuple(s[:n] for s in state))
+        state = tuple(torch.cat([new, old[n:]]) for new, old in zip(new_state, state))
+    if not outputs:
+        shape = (0, x.shape[1], out_features) if batch_sizes is None else (0, out_features)
+        return x.new_zeros(shape), state
+    y = torch.stack(outputs) if batch_sizes is None else torch.cat(outputs)
+    return y, state
+
+
+def _zeros_state(x: Tensor, batch_sizes: Tensor | None, features: int) -> Tensor:
+    batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
+    return x.new_zeros(batch, features)
+
+
+def lstm(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, *, batch_sizes=None, reverse=False):
+    """LSTM layer; hx = (h0 [B, P], c0 [B, H]) or None. Returns (y, (h_n, c_n))."""
+    hidden = w_hh.shape[0] // 4
+    out = w_hr.shape[0] if w_hr is not None else hidden
+    if hx is None:
+        hx = (_zeros_state(x, batch_sizes, out), _zeros_state(x, batch_sizes, hidden))
+
+    def cell(x_t, state):
+        h, c = state
+        gates = F.linear(x_t, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+        i, f, g, o = gates.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if w_hr is not None:
+            h = F.linear(h, w_hr)
+        return (h, c), h
+
+    y, (h_n, c_n) = _run(cell, x, tuple(hx), batch_sizes, reverse, out)
+    return y, (h_n, c_n)
+
+
+def gru(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=False):
+    """GRU layer ("reset after", as torch.nn.GRU); hx = h0 [B, H] or None. Returns (y, h_n)."""
+    hidden = w_hh.shape[0] // 3
+    if hx is None:
+        hx = _zeros_state(x, batch_sizes, hidden)
+
+    def cell(x_t, state):
+        (h,) = state
+        xr, xz, xn = F.linear(x_t, w_ih, b_ih).chunk(3, 1)
+        hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, 1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = (1 - z) * n + z * h
+        return (h,), h
+
+    y, (h_n,) = _run(cell, x, (hx,), batch_sizes, reverse, hidden)
+    return y, h_n
+
+
+def rnn(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=False, nonlinearity="tanh"):
+    """Elman RNN layer with tanh or relu; hx = h0 [B, H] or None. Returns (y, h_n)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    act = torch.tanh if nonlinearity == "tanh" else torch.relu
+    hidden = w_hh.shape[0]
+    if hx is None:
+        hx = _zeros_state(x, batch_sizes, hidden)
+
+    def cell(x_t, state):
+        (h,) = state
+        h = act(F.linear(x_t, w_ih, b_ih) + F.linear(h, w_hh, b_hh))
+        return (h,), h
+
+    y, (h_n,) = _run(cell, x, (hx,), batch_sizes, reverse, hidden)
+    return y, h_n

@@ -1,0 +1,107 @@
+"""Builds fusedrnn._C: the C++ CPU ops always, the CUDA ops when torch is a CUDA build and nvcc is found.
+
+FUSEDRNN_CUDA=auto (default) | 1 (require CUDA) | 0 (CPU only).
+TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX"; MAX_JOBS limits parallel compile jobs.
+Build against the installed torch: pip install --no-build-isolation .
+"""
+
+import glob
+import os
+import shutil
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# torch.utils.cpp_extension reads CUDA_HOME when it is imported; with nvcc reached through /usr/local/bin
+# its own guess is /usr/local and the link fails on -lcudart. So settle it first.
+if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH") and os.path.exists("/usr/local/cuda"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+
+import torch  # noqa: E402
+from setuptools import setup  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def find_nvcc():
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if cuda_home:
+        candidate = os.path.join(cuda_home, "bin", "nvcc")
+        if os.path.exists(candidate):
+            return candidate
+    return shutil.which("nvcc")
+
+
+def want_cuda():
+    mode = os.environ.get("FUSEDRNN_CUDA", "auto").lower()
+    if mode not in ("auto", "1", "0"):
+        sys.exit(f"FUSEDRNN_CUDA must be auto, 1 or 0, got {mode!r}")
+    if mode == "0":
+        return False
+    torch_has_cuda = torch.version.cuda is not None
+    nvcc = find_nvcc()
+    if mode == "1" and not (torch_has_cuda and nvcc):
+        sys.exit(
+            "FUSEDRNN_CUDA=1 needs a CUDA build of torch and nvcc "
+            f"(torch.version.cuda={torch.version.cuda}, nvcc={nvcc}); set CUDA_HOME or use FUSEDRNN_CUDA=0"
+        )
+    return bool(torch_has_cuda and nvcc)
+
+
+def pip_cuda_dirs():
+    """include/ and lib/ of the pip-installed CUDA libraries (nvidia/cu13, nvidia/cublas, ...).
+
+    A toolkit without the cuBLAS/cuSPARSE headers (which ATen/cuda/CUDAContext.h includes) still builds.
+    """
+    includes, libs = [], []
+    for site in sys.path:
+        nvidia = os.path.join(site, "nvidia")
+        if not os.path.isdir(nvidia):
+            continue
+        for pkg in sorted(os.listdir(nvidia)):
+            inc, lib = os.path.join(nvidia, pkg, "include"), os.path.join(nvidia, pkg, "lib")
+            if os.path.isdir(inc):
+                includes.append(inc)
+            if os.path.isdir(lib):
+                libs.append(lib)
+        break
+    return includes, libs
+
+
+def sources(pattern):
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+def extension():
+    cxx_flags = ["-O3", "-std=c++20"]
+    common = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp") + sources("csrc/bindings/*.cpp")
+    include_dirs = [os.path.join(HERE, "csrc")]
+    if not want_cuda():
+        print("fusedrnn: building the CPU ops only", flush=True)
+        cpu_common = [s for s in common if not s.startswith(os.path.join("csrc", "bindings", "cuda"))]
+        return CppExtension(
+            "fusedrnn._C",
+            cpu_common,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags},
+        )
+    print(f"fusedrnn: building the CPU and CUDA ops for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}",
+          flush=True)
+    cuda_includes, cuda_libs = pip_cuda_dirs()
+    define = ["-DFUSEDRNN_WITH_CUDA"]
+    return CUDAExtension(
+        "fusedrnn._C",
+        common + sources("csrc/cuda/*.cu"),
+        include_dirs=include_dirs + cuda_includes,
+        library_dirs=cuda_libs,
+        extra_compile_args={
+            "cxx": cxx_flags + define,
+            "nvcc": ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"] + define,
+        },
+    )
+
+
+setup(
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
