@@ -4,7 +4,9 @@
 `fusedrnn.reference` is the plain PyTorch oracle with the same signatures.
 """
 
-from . import _C, _ops, functional, reference  # noqa: F401
+import torch  # noqa: F401  (loads libtorch, which the extension links against)
+
+from . import _C, _ops, functional, reference  # noqa: F401,E402
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,131 @@
+"""Shared test helpers: seeded random layer cases and one way to call either implementation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import fusedrnn  # noqa: F401  (loads the ops)
+
+CELLS = ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"]
+GATES = {"lstm": 4, "lstm_proj": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+# Relative tolerance against the float64 reference (DESIGN.md section 4).
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclasses.dataclass
+class Case:
+    cell: str
+    x: torch.Tensor
+    h0: torch.Tensor
+    c0: torch.Tensor | None
+    w_ih: torch.Tensor
+    w_hh: torch.Tensor
+    b_ih: torch.Tensor | None
+    b_hh: torch.Tensor | None
+    w_hr: torch.Tensor | None
+    batch_sizes: torch.Tensor | None
+    reverse: bool
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The differentiable inputs, in a fixed order."""
+        names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"]
+        return [getattr(self, n) for n in names if getattr(self, n) is not None]
+
+    def with_tensors(self, tensors, requires_grad=True) -> Case:
+        """A copy whose differentiable inputs are replaced, in tensors() order, by fresh leaves."""
+        it = iter(tensors)
+        fields = {}
+        for n in ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"]:
+            if getattr(self, n) is not None:
+                fields[n] = next(it).detach().clone().requires_grad_(requires_grad)
+        return dataclasses.replace(self, **fields)
+
+    def to(self, dtype) -> Case:
+        return self.with_tensors([t.to(dtype) for t in self.tensors()])
+
+
+def make_case(cell, T, B, I, H, *, bias=True, reverse=False, varlen=False, proj=None, dtype=torch.float64,
+              seed=0) -> Case:
+    """Fresh random inputs and weights (never zeros), seeded. proj only for lstm_proj."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+
+    gates = GATES[cell]
+    if cell == "lstm_proj":
+        proj = proj or max(1, (H + 1) // 2)
+    P = proj if cell == "lstm_proj" else H
+    scale = 1.0 / max(1.0, H**0.5)
+    batch_sizes = None
+    if varlen:
+        lengths = torch.randint(1, T + 1, (B,), generator=g)
+        lengths[0] = T
+        lengths = lengths.sort(descending=True).values
+        batch_sizes = torch.tensor([int((lengths > t).sum()) for t in range(T)], dtype=torch.int64)
+        x = randn(int(lengths.sum()), I)
+    else:
+        x = randn(T, B, I)
+    return Case(
+        cell=cell,
+        x=x,
+        h0=randn(B, P, scale=0.5),
+        c0=randn(B, H, scale=0.5) if cell.startswith("lstm") else None,
+        w_ih=randn(gates * H, I, scale=scale),
+        w_hh=randn(gates * H, P, scale=scale),
+        b_ih=randn(gates * H, scale=scale) if bias else None,
+        b_hh=randn(gates * H, scale=scale) if bias else None,
+        w_hr=randn(P, H, scale=scale) if cell == "lstm_proj" else None,
+        batch_sizes=batch_sizes,
+        reverse=reverse,
+    )
+
+
+def run(impl, case: Case) -> tuple[torch.Tensor, ...]:
+    """Calls impl (fusedrnn.functional or fusedrnn.reference) on the case: (y, h_n) or (y, h_n, c_n)."""
+    kw = dict(batch_sizes=case.batch_sizes, reverse=case.reverse)
+    if case.cell.startswith("lstm"):
+        y, (h, c) = impl.lstm(case.x, (case.h0, case.c0), case.w_ih, case.w_hh, case.b_ih, case.b_hh, case.w_hr,
+                              **kw)
+        return y, h, c
+    if case.cell == "gru":
+        return impl.gru(case.x, case.h0, case.w_ih, case.w_hh, case.b_ih, case.b_hh, **kw)
+    return impl.rnn(case.x, case.h0, case.w_ih, case.w_hh, case.b_ih, case.b_hh,
+                    nonlinearity=case.cell.split("_")[1], **kw)
+
+
+def random_like(tensors, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype) for t in tensors]
+
+
+def forward_and_grads(impl, case: Case, grad_seed=1):
+    """Outputs and the gradients of every input under fixed random output gradients."""
+    outputs = run(impl, case)
+    grads = torch.autograd.grad(outputs, case.tensors(), random_like(outputs, grad_seed))
+    return [o.detach() for o in outputs], list(grads)
+
+
+def assert_close_relative(actual, expected, tol, what=""):
+    """max |actual - expected| <= tol * max(1, max |expected|), compared in float64."""
+    actual, expected = actual.double(), expected.double()
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert not (torch.isnan(actual) & ~torch.isnan(expected)).any(), f"{what}: NaN where the reference is finite"
+    if expected.numel() == 0:
+        return
+    err = (actual - expected).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol:.0e} * {scale:.3g}"
