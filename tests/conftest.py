@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(params=["default", "avx2"])
+def cpu_isa(request):
+    """Runs a test once per instruction set of the CPU passes (the portable build and AVX2+FMA)."""
+    before = fusedrnn._C.cpu_isa()
+    if not fusedrnn._C.set_cpu_isa(request.param):
+        pytest.skip(f"this CPU lacks {request.param}")
+    yield request.param
+    fusedrnn._C.set_cpu_isa(before)
+
+
 @dataclasses.dataclass
 class Case:
     cell: str

@@ -29,7 +29,7 @@ def check_against_reference(case, dtype):
 @pytest.mark.parametrize("bias,reverse,varlen", FLAGS)
 @pytest.mark.parametrize("T,B,H", SIZES)
 @pytest.mark.parametrize("cell", CELLS)
-def test_float64_matches_reference(cell, T, B, H, bias, reverse, varlen):
+def test_float64_matches_reference(cell, T, B, H, bias, reverse, varlen, cpu_isa):
     case = make_case(cell, T, B, H + 2, H, bias=bias, reverse=reverse, varlen=varlen, seed=T * 1000 + B * 100 + H)
     check_against_reference(case, torch.float64)
 
@@ -41,7 +41,7 @@ REDUCED_SIZES = [(1, 1, 1), (2, 3, 5), (7, 8, 32), (33, 3, 67), (33, 8, 5)]
 @pytest.mark.parametrize("bias,reverse,varlen", FLAGS)
 @pytest.mark.parametrize("T,B,H", REDUCED_SIZES)
 @pytest.mark.parametrize("cell", CELLS)
-def test_low_precision_matches_reference(cell, T, B, H, bias, reverse, varlen, dtype):
+def test_low_precision_matches_reference(cell, T, B, H, bias, reverse, varlen, dtype, cpu_isa):
     case = make_case(cell, T, B, H + 3, H, bias=bias, reverse=reverse, varlen=varlen, seed=T + B + H)
     # bfloat16 inputs are first rounded, so that both sides see the same values
     case = case.to(dtype)
@@ -84,7 +84,7 @@ def test_backward_without_workspace_is_a_clear_error():
                          None, False, y, ws)
 
 
-def test_repeated_runs_are_bitwise_equal():
+def test_repeated_runs_are_bitwise_equal(cpu_isa):
     case = make_case("lstm_proj", 17, 5, 7, 33, varlen=True, seed=11).to(torch.float32)
     first = forward_and_grads(functional, case)
     second = forward_and_grads(functional, case)
@@ -111,3 +111,20 @@ def test_non_contiguous_inputs():
     actual = forward_and_grads(functional, strided)
     for a, e in zip(actual[0] + actual[1], expected[0] + expected[1]):
         assert_close_relative(a, e, 1e-10)
+
+
+def test_instruction_sets_agree():
+    """The AVX2 passes and the portable passes compute the same function (to rounding)."""
+    import fusedrnn
+    before = fusedrnn._C.cpu_isa()
+    if not fusedrnn._C.set_cpu_isa("avx2"):
+        pytest.skip("this CPU lacks AVX2")
+    try:
+        case = make_case("lstm", 9, 4, 5, 37, varlen=True, seed=14).to(torch.float32)
+        avx2 = forward_and_grads(functional, case)
+        assert fusedrnn._C.set_cpu_isa("default") and fusedrnn._C.cpu_isa() == "default"
+        portable = forward_and_grads(functional, case)
+    finally:
+        fusedrnn._C.set_cpu_isa(before)
+    for a, b in zip(avx2[0] + avx2[1], portable[0] + portable[1]):
+        assert_close_relative(a, b, 1e-5)

@@ -1,12 +1,18 @@
 // The Python module fusedrnn._C. Importing it loads the library, whose static initialisers
-// register the ops; it also tells Python how the extension was built.
+// register the ops; it also tells Python how the extension was built and which CPU passes run.
 #include <Python.h>
+
+#include <cstring>
+
+#include "cpu/passes.h"
 
 #ifdef FUSEDRNN_WITH_CUDA
 extern "C" int fusedrnn_cuda_runtime_version();  // csrc/cuda/runtime_info.cu
 #endif
 
 namespace {
+
+using fusedrnn::cpu::Isa;
 
 PyObject* built_with_cuda(PyObject*, PyObject*) {
 #ifdef FUSEDRNN_WITH_CUDA
@@ -25,9 +31,30 @@ PyObject* cuda_runtime_version(PyObject*, PyObject*) {
 #endif
 }
 
+const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "default"; }
+
+PyObject* cpu_isa(PyObject*, PyObject*) { return PyUnicode_FromString(isa_name(fusedrnn::cpu::active_isa())); }
+
+PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  Isa isa;
+  if (std::strcmp(name, "default") == 0) {
+    isa = Isa::Default;
+  } else if (std::strcmp(name, "avx2") == 0) {
+    isa = Isa::Avx2;
+  } else {
+    PyErr_Format(PyExc_ValueError, "cpu isa must be 'default' or 'avx2', got '%s'", name);
+    return nullptr;
+  }
+  return PyBool_FromLong(fusedrnn::cpu::set_active_isa(isa));
+}
+
 PyMethodDef methods[] = {
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "True when the CUDA part was compiled."},
     {"cuda_runtime_version", cuda_runtime_version, METH_NOARGS, "CUDA runtime version linked, 0 without CUDA."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set of the CPU passes in use: 'avx2' or 'default'."},
+    {"set_cpu_isa", set_cpu_isa, METH_O, "Use the CPU passes of 'avx2' or 'default'; False if the CPU lacks it."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "fusedrnn native ops", -1, methods};

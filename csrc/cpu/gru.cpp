@@ -2,62 +2,12 @@
 // backward mirrors it in reverse.
 #include "cpu/layers.h"
 #include "cpu/sequence.h"
-#include "cpu/vec_math.h"
+#include "cpu/parallel.h"
+#include "cpu/passes.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
 namespace {
-
-template <typename T>
-void gru_forward_pass(const GruForwardStep<T>& p) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  parallel_rows(p.rows, kGruGates * H, [&](int64_t r) {
-    const T* xproj = p.xproj + r * kGruGates * H;
-    const T* hh = p.hh + r * kGruGates * H;
-    T* h = p.h + r * H;
-    T* y = p.y + r * H;
-    T* ws = p.workspace ? p.workspace + r * kGruWorkspaceCols * H : nullptr;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      auto hidden_side = [&](int gate) { return load(hh, gate * H + j, n) + load(p.b_hh, gate * H + j, n); };
-      const auto hn = hidden_side(2);
-      const auto a = gru_cell_forward<M>(load(xproj, j, n), load(xproj, H + j, n), load(xproj, 2 * H + j, n),
-                                    hidden_side(0), hidden_side(1), hn, load(h, j, n));
-      store(a.h, h, j, n);
-      store(a.h, y, j, n);
-      if (ws) {
-        store(a.r, ws, j, n);
-        store(a.z, ws, H + j, n);
-        store(a.n, ws, 2 * H + j, n);
-        store(hn, ws, 3 * H + j, n);
-      }
-    });
-  });
-}
-
-template <typename T>
-void gru_backward_pass(const GruBackwardStep<T>& p) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  parallel_rows(p.rows, kGruGates * H, [&](int64_t r) {
-    T* dh = p.dh + r * H;
-    const T* ws = p.workspace + r * kGruWorkspaceCols * H;
-    const T* h_prev = p.h_prev.row(r);
-    T* dih = p.dgates_ih + r * kGruGates * H;
-    T* dhh = p.dgates_hh + r * kGruGates * H;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      const auto d = gru_cell_backward<M>(load(dh, j, n), load(ws, j, n), load(ws, H + j, n), load(ws, 2 * H + j, n),
-                                     load(ws, 3 * H + j, n), load(h_prev, j, n));
-      store(d.pre_r, dih, j, n);
-      store(d.pre_z, dih, H + j, n);
-      store(d.xn, dih, 2 * H + j, n);
-      store(d.pre_r, dhh, j, n);
-      store(d.pre_z, dhh, H + j, n);
-      store(d.hn, dhh, 2 * H + j, n);
-      store(d.h_prev, dh, j, n);
-    });
-  });
-}
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
@@ -84,7 +34,8 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
     p.h = h.data_ptr<T>();
     p.y = y.data_ptr<T>() + s.offset * H;
     p.workspace = training ? workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H : nullptr;
-    gru_forward_pass(p);
+    const auto pass = step_passes<T>().gru_forward;
+    parallel_rows(s.rows, kGruGates * H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
   }
   return {y, h, workspace};
 }
@@ -113,7 +64,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
     p.h_prev = PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H};
     p.dgates_ih = dgates_ih.data_ptr<T>() + s.offset * kGruGates * H;
     p.dgates_hh = dgates_hh.data_ptr<T>() + s.offset * kGruGates * H;
-    gru_backward_pass(p);
+    const auto pass = step_passes<T>().gru_backward;
+    parallel_rows(s.rows, kGruGates * H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
     dh_rows.addmm_(dgates_hh.narrow(0, s.offset, s.rows), w_hh);  // dh * z + dgates_hh W_hh
   }
 

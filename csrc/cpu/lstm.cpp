@@ -2,65 +2,12 @@
 // (plus one GEMM for the projection when proj_size > 0); backward mirrors it in reverse.
 #include "cpu/layers.h"
 #include "cpu/sequence.h"
-#include "cpu/vec_math.h"
+#include "cpu/parallel.h"
+#include "cpu/passes.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
 namespace {
-
-template <typename T>
-void lstm_forward_pass(const LstmForwardStep<T>& p) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  parallel_rows(p.rows, kLstmGates * H, [&](int64_t r) {
-    const T* xproj = p.xproj + r * kLstmGates * H;
-    const T* hh = p.hh + r * kLstmGates * H;
-    T* c = p.c + r * H;
-    T* h = p.h + r * H;
-    T* y = p.y ? p.y + r * H : nullptr;
-    T* ws = p.workspace ? p.workspace + r * kLstmWorkspaceCols * H : nullptr;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      auto pre = [&](int gate) {
-        const int64_t col = gate * H + j;
-        return load(xproj, col, n) + load(hh, col, n) + load(p.b_hh, col, n);
-      };
-      const auto a = lstm_cell_forward<M>(pre(0), pre(1), pre(2), pre(3), load(c, j, n));
-      store(a.c, c, j, n);
-      store(a.h, h, j, n);
-      if (y) store(a.h, y, j, n);
-      if (ws) {
-        store(a.i, ws, j, n);
-        store(a.f, ws, H + j, n);
-        store(a.g, ws, 2 * H + j, n);
-        store(a.o, ws, 3 * H + j, n);
-        store(a.c, ws, 4 * H + j, n);
-      }
-    });
-  });
-}
-
-template <typename T>
-void lstm_backward_pass(const LstmBackwardStep<T>& p) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  parallel_rows(p.rows, kLstmGates * H, [&](int64_t r) {
-    const T* dh = p.dh + r * H;
-    T* dc = p.dc + r * H;
-    const T* ws = p.workspace + r * kLstmWorkspaceCols * H;
-    const T* c_prev = p.c_prev.row(r);
-    T* dgates = p.dgates + r * kLstmGates * H;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      const auto d = lstm_cell_backward<M>(load(dh, j, n), load(dc, j, n), load(ws, j, n), load(ws, H + j, n),
-                                      load(ws, 2 * H + j, n), load(ws, 3 * H + j, n), load(ws, 4 * H + j, n),
-                                      load(c_prev, j, n));
-      store(d.pre_i, dgates, j, n);
-      store(d.pre_f, dgates, H + j, n);
-      store(d.pre_g, dgates, 2 * H + j, n);
-      store(d.pre_o, dgates, 3 * H + j, n);
-      store(d.c_prev, dc, j, n);
-    });
-  });
-}
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
@@ -93,7 +40,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
     p.h = projected ? unprojected.data_ptr<T>() : h.data_ptr<T>();
     p.y = projected ? nullptr : y.data_ptr<T>() + s.offset * H;
     p.workspace = training ? workspace.data_ptr<T>() + s.offset * kLstmWorkspaceCols * H : nullptr;
-    lstm_forward_pass(p);
+    const auto pass = step_passes<T>().lstm_forward;
+    parallel_rows(s.rows, kLstmGates * H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
     if (projected) {
       Tensor y_rows = y.narrow(0, s.offset, s.rows);
       mm_into(y_rows, unprojected.narrow(0, 0, s.rows), w_hr_t);
@@ -138,7 +86,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
     p.c_prev = PrevState<T>{workspace.data_ptr<T>() + s.prev_offset * ws_cols + 4 * H, c0.data_ptr<T>(),
                             s.prev_rows, ws_cols, H};
     p.dgates = dgates.data_ptr<T>() + s.offset * kLstmGates * H;
-    lstm_backward_pass(p);
+    const auto pass = step_passes<T>().lstm_backward;
+    parallel_rows(s.rows, kLstmGates * H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
     mm_into(dh_rows, dgates.narrow(0, s.offset, s.rows), w_hh);
   }
 

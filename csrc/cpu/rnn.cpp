@@ -2,44 +2,12 @@
 // backward mirrors it in reverse.
 #include "cpu/layers.h"
 #include "cpu/sequence.h"
-#include "cpu/vec_math.h"
+#include "cpu/parallel.h"
+#include "cpu/passes.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
 namespace {
-
-template <typename T>
-void rnn_forward_pass(const RnnForwardStep<T>& p) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  parallel_rows(p.rows, H, [&](int64_t r) {
-    const T* xproj = p.xproj + r * H;
-    const T* hh = p.hh + r * H;
-    T* h = p.h + r * H;
-    T* y = p.y + r * H;
-    T* ws = p.workspace ? p.workspace + r * H : nullptr;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      const auto out = rnn_cell_forward<M>(load(xproj, j, n) + load(hh, j, n) + load(p.b_hh, j, n), p.act);
-      store(out, h, j, n);
-      store(out, y, j, n);
-      if (ws) store(out, ws, j, n);
-    });
-  });
-}
-
-template <typename T>
-void rnn_backward_pass(const RnnBackwardStep<T>& p) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  parallel_rows(p.rows, H, [&](int64_t r) {
-    const T* dh = p.dh + r * H;
-    const T* ws = p.workspace + r * H;
-    T* dpre = p.dpre + r * H;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      store(rnn_cell_backward<M>(load(dh, j, n), load(ws, j, n), p.act), dpre, j, n);
-    });
-  });
-}
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
@@ -67,7 +35,8 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
     p.h = h.data_ptr<T>();
     p.y = y.data_ptr<T>() + s.offset * H;
     p.workspace = training ? workspace.data_ptr<T>() + s.offset * H : nullptr;
-    rnn_forward_pass(p);
+    const auto pass = step_passes<T>().rnn_forward;
+    parallel_rows(s.rows, H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
   }
   return {y, h, workspace};
 }
@@ -94,7 +63,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
     p.dh = dh_rows.data_ptr<T>();
     p.workspace = workspace.data_ptr<T>() + s.offset * H;
     p.dpre = dpre.data_ptr<T>() + s.offset * H;
-    rnn_backward_pass(p);
+    const auto pass = step_passes<T>().rnn_backward;
+    parallel_rows(s.rows, H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
     mm_into(dh_rows, dpre.narrow(0, s.offset, s.rows), w_hh);
   }
 
