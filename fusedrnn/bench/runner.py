@@ -56,7 +56,7 @@ def _torch_state(cell, state):
     return tuple(s.unsqueeze(0) for s in state) if cell == "lstm" else state.unsqueeze(0)
 
 
-def _time(fn, repeats):
+def _time(fn):
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
@@ -70,23 +70,17 @@ def bench_case(cell, T, B, H, mode, dtype=torch.float32, repeats=20, warmup=3) -
     torch_state = _torch_state(cell, state)
     training = mode == "training"
 
-    def run_torch():
-        if training:
-            xg = x.detach().requires_grad_()
-            y, _ = module(xg, torch_state)
-            y.sum().backward()
-        else:
-            with torch.no_grad():
-                module(x, torch_state)
+    def runner(call, initial_state):
+        def run():
+            if training:
+                y, _ = call(x.detach().requires_grad_(), initial_state)
+                y.sum().backward()
+            else:
+                with torch.no_grad():
+                    call(x, initial_state)
+        return run
 
-    def run_fused():
-        if training:
-            xg = x.detach().requires_grad_()
-            y, _ = fused(xg, state)
-            y.sum().backward()
-        else:
-            with torch.no_grad():
-                fused(x, state)
+    run_torch, run_fused = runner(module, torch_state), runner(fused, state)
 
     with torch.no_grad():
         y_torch, _ = module(x, torch_state)
@@ -98,8 +92,8 @@ def bench_case(cell, T, B, H, mode, dtype=torch.float32, repeats=20, warmup=3) -
         run_fused()
     torch_times, fused_times = [], []
     for _ in range(repeats):
-        torch_times.append(_time(run_torch, repeats))
-        fused_times.append(_time(run_fused, repeats))
+        torch_times.append(_time(run_torch))
+        fused_times.append(_time(run_fused))
     module.zero_grad(set_to_none=True)
     return Result(cell, str(dtype).replace("torch.", ""), T, B, H, mode, statistics.median(torch_times),
                   statistics.median(fused_times), err)
