@@ -1,12 +1,18 @@
 """fusedrnn: fused CPU (and, later, CUDA) kernels for LSTM, GRU and vanilla RNN layers.
 
-`fusedrnn.functional` runs one layer in one direction over a whole sequence through the fused ops;
-`fusedrnn.reference` is the plain PyTorch oracle with the same signatures.
+Drop-in modules: LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell (subclasses of their torch.nn classes), and
+convert(model) / to_torch(model) to swap them inside a model. `fusedrnn.functional` runs layers through
+the fused ops; `fusedrnn.reference` is the plain PyTorch oracle with the same single-layer signatures.
 """
 
 import torch  # noqa: F401  (loads libtorch, which the extension links against)
 
 from . import _C, _ops, functional, reference  # noqa: F401,E402
+from .conversion import convert, to_torch  # noqa: E402
+from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+from . import _compile_support  # noqa: E402
+
+_compile_support.install()
 
 __version__ = "0.1.0"
 
@@ -16,4 +22,5 @@ def built_with_cuda() -> bool:
     return _C.built_with_cuda()
 
 
-__all__ = ["functional", "reference", "built_with_cuda", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "to_torch", "functional",
+           "reference", "built_with_cuda", "__version__"]

@@ -45,6 +45,11 @@ def _fake_workspace(x, hidden, cols_per_unit, training):
     return x.new_empty(shape, dtype=accumulate_dtype(x.dtype))
 
 
+def _fake_like(t):
+    # the kernels return fresh contiguous tensors whatever the input's strides
+    return t.new_empty(t.shape)
+
+
 def _fake_output(x, features):
     return x.new_empty((*x.shape[:-1], features))
 
@@ -54,19 +59,19 @@ def _fake_output(x, features):
 
 @torch.library.register_fake("fusedrnn::lstm_forward")
 def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, training):
-    return (_fake_output(x, h0.shape[1]), torch.empty_like(h0), torch.empty_like(c0),
+    return (_fake_output(x, h0.shape[1]), _fake_like(h0), _fake_like(c0),
             _fake_workspace(x, c0.shape[1], LSTM_WORKSPACE_COLS, training))
 
 
 @torch.library.register_fake("fusedrnn::gru_forward")
 def _gru_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training):
-    return (_fake_output(x, h0.shape[1]), torch.empty_like(h0),
+    return (_fake_output(x, h0.shape[1]), _fake_like(h0),
             _fake_workspace(x, h0.shape[1], GRU_WORKSPACE_COLS, training))
 
 
 @torch.library.register_fake("fusedrnn::rnn_forward")
 def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, training):
-    return (_fake_output(x, h0.shape[1]), torch.empty_like(h0),
+    return (_fake_output(x, h0.shape[1]), _fake_like(h0),
             _fake_workspace(x, h0.shape[1], RNN_WORKSPACE_COLS, training))
 
 
@@ -77,21 +82,21 @@ def _fake_bias_grad(w_ih, has_bias):
 @torch.library.register_fake("fusedrnn::lstm_backward")
 def _lstm_backward_fake(grad_y, grad_hn, grad_cn, x, h0, c0, w_ih, w_hh, w_hr, has_bias, batch_sizes, reverse,
                         y, workspace):
-    return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0), torch.empty_like(w_ih),
-            torch.empty_like(w_hh), _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias),
-            torch.empty_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
+    return (_fake_like(x), _fake_like(h0), _fake_like(c0), _fake_like(w_ih),
+            _fake_like(w_hh), _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias),
+            _fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
 
 
 @torch.library.register_fake("fusedrnn::gru_backward")
 def _gru_backward_fake(grad_y, grad_hn, x, h0, w_ih, w_hh, has_bias, batch_sizes, reverse, y, workspace):
-    return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh),
+    return (_fake_like(x), _fake_like(h0), _fake_like(w_ih), _fake_like(w_hh),
             _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias))
 
 
 @torch.library.register_fake("fusedrnn::rnn_backward")
 def _rnn_backward_fake(grad_y, grad_hn, x, h0, w_ih, w_hh, has_bias, batch_sizes, reverse, nonlinearity, y,
                        workspace):
-    return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh),
+    return (_fake_like(x), _fake_like(h0), _fake_like(w_ih), _fake_like(w_hh),
             _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias))
 
 

@@ -50,3 +50,54 @@ def rnn(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=Fa
     training = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
     y, h_n, _ = _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, training)
     return y, h_n
+
+
+def _layer(mode, x, state, weights, *, batch_sizes, reverse):
+    """One layer and direction: state is h0 (LSTM: (h0, c0)); returns (y, state at the end)."""
+    if mode == "LSTM":
+        return lstm(x, state, *weights, batch_sizes=batch_sizes, reverse=reverse)
+    if mode == "GRU":
+        return gru(x, state, *weights, batch_sizes=batch_sizes, reverse=reverse)
+    nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
+    return rnn(x, state, *weights, batch_sizes=batch_sizes, reverse=reverse, nonlinearity=nonlinearity)
+
+
+def rnn_layers(mode, x, hx, weights, *, num_layers, bidirectional, bias, proj_size=0, dropout=0.0,
+               training=False, batch_sizes=None):
+    """A stack of layers, as torch.nn.LSTM / GRU / RNN run it (time-major; the modules handle batch_first).
+
+    mode: "LSTM", "GRU", "RNN_TANH" or "RNN_RELU". x: [T, B, I], or packed [N, I] with batch_sizes.
+    hx: h0 [L*D, B, P] (LSTM: (h0, c0 [L*D, B, H])), index layer * D + direction.
+    weights: torch.nn's flat weight list: per layer, per direction: w_ih, w_hh, (b_ih, b_hh), (w_hr).
+    Between layers (not after the last) dropout applies when training. Returns (y, h_n) or (y, (h_n, c_n)).
+    """
+    directions = 2 if bidirectional else 1
+    per_direction = 2 + (2 if bias else 0) + (1 if proj_size > 0 else 0)
+    is_lstm = mode == "LSTM"
+    h_n, c_n = [], []
+    layer_input = x
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            w = weights[index * per_direction:(index + 1) * per_direction]
+            w_ih, w_hh = w[0], w[1]
+            b_ih, b_hh = (w[2], w[3]) if bias else (None, None)
+            layer_weights = [w_ih, w_hh, b_ih, b_hh]
+            if is_lstm:
+                layer_weights.append(w[-1] if proj_size > 0 else None)
+            state = (hx[0][index], hx[1][index]) if is_lstm else hx[index]
+            y, final = _layer(mode, layer_input, state, layer_weights, batch_sizes=batch_sizes,
+                              reverse=direction == 1)
+            outputs.append(y)
+            if is_lstm:
+                h_n.append(final[0])
+                c_n.append(final[1])
+            else:
+                h_n.append(final)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, dropout, training=True)
+    if is_lstm:
+        return layer_input, (torch.stack(h_n), torch.stack(c_n))
+    return layer_input, torch.stack(h_n)

@@ -139,3 +139,16 @@ def test_gradient_through_h_n_only():
     assert fused  # the full forward_and_grads ran as well
     for a, e in zip(grads, ref_grads):
         assert_close_relative(a, e, 1e-10)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_opcheck_with_strided_inputs(cell):
+    """Transposed (batch-first) inputs: the fake kernels must report the contiguous outputs the kernels make."""
+    case = make_case(cell, 5, 3, 4, 6, dtype=torch.float32, seed=15)
+    strided_x = case.x.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    import dataclasses
+    case = dataclasses.replace(case, x=strided_x)
+    assert not case.x.is_contiguous()
+    torch.library.opcheck(forward_op(cell).default, forward_args(case))
+    op, args = backward_op_args(case)
+    torch.library.opcheck(op.default, args)

@@ -1,0 +1,43 @@
+"""Swap torch.nn recurrent modules for fusedrnn's drop-ins inside a model, and back."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from . import modules
+
+TO_FUSED = {
+    torch.nn.LSTM: modules.LSTM,
+    torch.nn.GRU: modules.GRU,
+    torch.nn.RNN: modules.RNN,
+    torch.nn.LSTMCell: modules.LSTMCell,
+    torch.nn.GRUCell: modules.GRUCell,
+    torch.nn.RNNCell: modules.RNNCell,
+}
+TO_TORCH = {fused: plain for plain, fused in TO_FUSED.items()}
+
+
+def _swap_classes(module: torch.nn.Module, mapping, inplace: bool) -> torch.nn.Module:
+    if not inplace:
+        module = copy.deepcopy(module)
+    for m in module.modules():
+        # exact type match: subclasses of torch.nn.LSTM written by users keep their own forward
+        target = mapping.get(type(m))
+        if target is not None:
+            # the fused classes add no state to torch.nn's, so the object (parameters, buffers, device,
+            # dtype, training mode, hooks) stays as it is and only its forward changes
+            m.__class__ = target
+    return module
+
+
+def convert(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
+    """The model with every torch.nn.LSTM / GRU / RNN / LSTMCell / GRUCell / RNNCell replaced by the fused
+    class with the same weights, device, dtype and training mode. A copy unless inplace=True."""
+    return _swap_classes(module, TO_FUSED, inplace)
+
+
+def to_torch(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
+    """The reverse of convert(): every fusedrnn module becomes its torch.nn class again."""
+    return _swap_classes(module, TO_TORCH, inplace)

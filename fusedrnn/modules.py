@@ -1,0 +1,165 @@
+"""Drop-in replacements for torch.nn.LSTM / GRU / RNN and the three cells, backed by the fused ops.
+
+Each class subclasses its torch.nn class: constructor, validation, parameters (names, shapes,
+initialisation), state_dict, flatten_parameters() and all_weights are torch.nn's own. Only forward
+differs: it runs fusedrnn's ops instead of cuDNN / ATen's RNN. Whether the forward saves its workspace
+for backward depends on grad mode and requires_grad, not on module.training, so backward also works
+in eval mode (cuDNN refuses that).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+from . import functional
+
+
+class _FusedRNNBase:
+    """The forward shared by LSTM, GRU and RNN: torch.nn's input handling around functional.rnn_layers."""
+
+    _dim_error_suffix = "instead"  # torch.nn.RNN says "...tensor instead", LSTM and GRU "...instead"
+
+    def forward(self, input, hx=None):
+        is_lstm = self.mode == "LSTM"
+        directions = 2 if self.bidirectional else 1
+        out_size = self.proj_size if self.proj_size > 0 else self.hidden_size
+        packed = isinstance(input, PackedSequence)
+        is_batched = True
+        batch_dim = 0 if self.batch_first else 1
+        if packed:
+            input, batch_sizes, sorted_indices, unsorted_indices = input
+            batch = int(batch_sizes[0])
+        else:
+            batch_sizes = sorted_indices = unsorted_indices = None
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D "
+                                 f"{self._dim_error_suffix}")
+            is_batched = input.dim() == 3
+            if not is_batched:
+                input = input.unsqueeze(batch_dim)
+            batch = input.size(batch_dim)
+
+        if hx is None:
+            zeros = dict(dtype=input.dtype, device=input.device)
+            h0 = torch.zeros(self.num_layers * directions, batch, out_size, **zeros)
+            hx = (h0, torch.zeros(self.num_layers * directions, batch, self.hidden_size, **zeros)) if is_lstm else h0
+        else:
+            if not packed:
+                hx = self._check_hidden_rank(hx, is_batched)
+            hx = self.permute_hidden(hx, sorted_indices)
+        self.check_forward_args(input, hx, batch_sizes)
+
+        time_major = input.transpose(0, 1) if self.batch_first and not packed else input
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        output, hidden = functional.rnn_layers(
+            self.mode, time_major, hx, weights, num_layers=self.num_layers, bidirectional=self.bidirectional,
+            bias=self.bias, proj_size=self.proj_size, dropout=self.dropout, training=self.training,
+            batch_sizes=batch_sizes)
+
+        if packed:
+            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return output, self.permute_hidden(hidden, unsorted_indices)
+        if self.batch_first:
+            output = output.transpose(0, 1).contiguous()
+        if not is_batched:
+            output = output.squeeze(batch_dim)
+            hidden = (hidden[0].squeeze(1), hidden[1].squeeze(1)) if is_lstm else hidden.squeeze(1)
+        return output, hidden
+
+    def _check_hidden_rank(self, hx, is_batched):
+        """torch.nn's rank checks of a user-given state; unbatched states gain their batch dimension."""
+        want = 3 if is_batched else 2
+        kind = "batched 3-D" if is_batched else "unbatched 2-D"
+        if self.mode == "LSTM":
+            if hx[0].dim() != want or hx[1].dim() != want:
+                raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got "
+                                   f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
+            return hx if is_batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        if hx.dim() != want:
+            raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {hx.dim()}-D tensor")
+        return hx if is_batched else hx.unsqueeze(1)
+
+
+class LSTM(_FusedRNNBase, torch.nn.LSTM):
+    """torch.nn.LSTM with fusedrnn's kernels (same arguments, parameters, inputs and outputs)."""
+
+
+class GRU(_FusedRNNBase, torch.nn.GRU):
+    """torch.nn.GRU with fusedrnn's kernels (same arguments, parameters, inputs and outputs)."""
+
+
+class RNN(_FusedRNNBase, torch.nn.RNN):
+    """torch.nn.RNN (tanh or relu) with fusedrnn's kernels (same arguments, parameters, inputs and outputs)."""
+
+    _dim_error_suffix = "tensor instead"
+
+
+# ---------------------------------------------------------------------------------------------- cells
+
+
+class _FusedCellBase:
+    """torch.nn's cell input handling around one fused step (a sequence of length 1)."""
+
+    def _prepare(self, input, hx, states):
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for idx, value in enumerate(hx if states == 2 else (hx,)):
+                if value.dim() not in (1, 2):
+                    where = f"hx[{idx}]" if states == 2 else "hidden"
+                    raise ValueError(f"{name}: Expected {where} to be 1D or 2D, got {value.dim()}D instead")
+        is_batched = input.dim() == 2
+        if not is_batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            zeros = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+            hx = (zeros, zeros) if states == 2 else zeros
+        elif not is_batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0)) if states == 2 else hx.unsqueeze(0)
+        self._check_sizes(input, hx if states == 2 else (hx,))
+        return input, hx, is_batched
+
+    def _check_sizes(self, input, states):
+        """The checks (and messages) of torch's cell kernels."""
+        if input.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
+        for idx, state in enumerate(states):
+            if state.size(0) != input.size(0):
+                raise RuntimeError(
+                    f"Input batch size {input.size(0)} doesn't match hidden{idx} batch size {state.size(0)}")
+            if state.size(1) != self.hidden_size:
+                raise RuntimeError(
+                    f"hidden{idx} has inconsistent hidden_size: got {state.size(1)}, expected {self.hidden_size}")
+
+
+class LSTMCell(_FusedCellBase, torch.nn.LSTMCell):
+    """torch.nn.LSTMCell with fusedrnn's kernels."""
+
+    def forward(self, input, hx=None):
+        input, hx, is_batched = self._prepare(input, hx, states=2)
+        _, (h, c) = functional.lstm(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih,
+                                    self.bias_hh)
+        return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(_FusedCellBase, torch.nn.GRUCell):
+    """torch.nn.GRUCell with fusedrnn's kernels."""
+
+    def forward(self, input, hx=None):
+        input, hx, is_batched = self._prepare(input, hx, states=1)
+        _, h = functional.gru(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return h if is_batched else h.squeeze(0)
+
+
+class RNNCell(_FusedCellBase, torch.nn.RNNCell):
+    """torch.nn.RNNCell (tanh or relu) with fusedrnn's kernels."""
+
+    def forward(self, input, hx=None):
+        if self.nonlinearity not in ("tanh", "relu"):  # torch.nn accepts any string until forward
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        input, hx, is_batched = self._prepare(input, hx, states=1)
+        _, h = functional.rnn(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                              nonlinearity=self.nonlinearity)
+        return h if is_batched else h.squeeze(0)
