@@ -78,10 +78,10 @@ def extension():
     include_dirs = [os.path.join(HERE, "csrc")]
     if not want_cuda():
         print("fusedrnn: building the CPU ops only", flush=True)
-        cpu_common = [s for s in common if not s.startswith(os.path.join("csrc", "bindings", "cuda"))]
+        cpu_only = [s for s in common if not os.path.basename(s).startswith("cuda")]
         return CppExtension(
             "fusedrnn._C",
-            cpu_common,
+            cpu_only,
             include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags},
         )
@@ -89,9 +89,10 @@ def extension():
           flush=True)
     cuda_includes, cuda_libs = pip_cuda_dirs()
     define = ["-DFUSEDRNN_WITH_CUDA"]
+    with_cuda = [s for s in common if os.path.basename(s) != "no_cuda.cpp"]
     return CUDAExtension(
         "fusedrnn._C",
-        common + sources("csrc/cuda/*.cu"),
+        with_cuda + sources("csrc/cuda/*.cu"),
         include_dirs=include_dirs + cuda_includes,
         library_dirs=cuda_libs,
         extra_compile_args={

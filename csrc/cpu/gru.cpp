@@ -1,7 +1,7 @@
 // CPU GRU: per step one GEMM for h W_hh^T and one fused SIMD pass for the gate math;
 // backward mirrors it in reverse.
 #include "cpu/layers.h"
-#include "cpu/sequence.h"
+#include "bindings/sequence.h"
 #include "cpu/parallel.h"
 #include "cpu/passes.h"
 #include "fusedrnn/params.h"

@@ -1,7 +1,7 @@
 """Side-by-side timing of one fused layer against the torch.nn layer holding the same weights.
 
-CPU method: warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so that both sides
-see the same machine state; perf_counter medians.
+Method: warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so that both sides see
+the same machine state; medians. CPU: perf_counter. CUDA: CUDA events around each call.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Result:
     B: int
     H: int
     mode: str
+    device: str
     torch_ms: float
     fused_ms: float
     max_abs_err: float
@@ -34,10 +35,10 @@ class Result:
         return self.torch_ms / self.fused_ms
 
 
-def _torch_layer(cell, size, dtype):
+def _torch_layer(cell, size, dtype, device):
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
     torch.manual_seed(0)
-    return cls(size, size, dtype=dtype)
+    return cls(size, size, dtype=dtype, device=device)
 
 
 def _fused_call(cell, module):
@@ -47,26 +48,33 @@ def _fused_call(cell, module):
     return lambda x, h: getattr(functional, cell)(x, h, *weights)
 
 
-def _initial_state(cell, B, H, dtype):
-    h0 = torch.randn(B, H, dtype=dtype)
-    return (h0, torch.randn(B, H, dtype=dtype)) if cell == "lstm" else h0
+def _initial_state(cell, B, H, dtype, device):
+    h0 = torch.randn(B, H, dtype=dtype, device=device)
+    return (h0, torch.randn(B, H, dtype=dtype, device=device)) if cell == "lstm" else h0
 
 
 def _torch_state(cell, state):
     return tuple(s.unsqueeze(0) for s in state) if cell == "lstm" else state.unsqueeze(0)
 
 
-def _time(fn):
+def _time(fn, device):
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
 
 
-def bench_case(cell, T, B, H, mode, dtype=torch.float32, repeats=20, warmup=3) -> Result:
-    module = _torch_layer(cell, H, dtype)
+def bench_case(cell, T, B, H, mode, dtype=torch.float32, device="cpu", repeats=20, warmup=3) -> Result:
+    module = _torch_layer(cell, H, dtype, device)
     fused = _fused_call(cell, module)
-    x = torch.randn(T, B, H, dtype=dtype)
-    state = _initial_state(cell, B, H, dtype)
+    x = torch.randn(T, B, H, dtype=dtype, device=device)
+    state = _initial_state(cell, B, H, dtype, device)
     torch_state = _torch_state(cell, state)
     training = mode == "training"
 
@@ -92,16 +100,17 @@ def bench_case(cell, T, B, H, mode, dtype=torch.float32, repeats=20, warmup=3) -
         run_fused()
     torch_times, fused_times = [], []
     for _ in range(repeats):
-        torch_times.append(_time(run_torch))
-        fused_times.append(_time(run_fused))
+        torch_times.append(_time(run_torch, device))
+        fused_times.append(_time(run_fused, device))
     module.zero_grad(set_to_none=True)
-    return Result(cell, str(dtype).replace("torch.", ""), T, B, H, mode, statistics.median(torch_times),
+    return Result(cell, str(dtype).replace("torch.", ""), T, B, H, mode, device, statistics.median(torch_times),
                   statistics.median(fused_times), err)
 
 
 def format_table(results) -> str:
-    head = "| cell | dtype | T | B | H | mode | torch.nn ms | fusedrnn ms | speed-up | max abs err |"
-    rule = "|---|---|---|---|---|---|---|---|---|---|"
-    rows = [f"| {r.cell} | {r.dtype} | {r.T} | {r.B} | {r.H} | {r.mode} | {r.torch_ms:.2f} | {r.fused_ms:.2f} | "
+    head = "| device | cell | dtype | T | B | H | mode | torch.nn ms | fusedrnn ms | speed-up | max abs err |"
+    rule = "|---|---|---|---|---|---|---|---|---|---|---|"
+    rows = [f"| {r.device} | {r.cell} | {r.dtype} | {r.T} | {r.B} | {r.H} | {r.mode} | {r.torch_ms:.2f} | "
+            f"{r.fused_ms:.2f} | "
             f"{r.speedup:.2f}x | {r.max_abs_err:.1e} |" for r in results]
     return "\n".join([head, rule, *rows])

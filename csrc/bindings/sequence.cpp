@@ -1,6 +1,6 @@
-#include "cpu/sequence.h"
+#include "bindings/sequence.h"
 
-namespace fusedrnn::cpu {
+namespace fusedrnn {
 
 at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih) {
   if (b_ih.has_value() && b_ih->defined()) return at::addmm(*b_ih, x, w_ih.t());
@@ -9,6 +9,15 @@ at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const s
 
 at::Tensor gather_prev_state(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps) {
   at::Tensor prev = at::empty_like(states);
+  const int64_t T = static_cast<int64_t>(steps.size());
+  const bool dense = T > 0 && steps.front().rows == initial.size(0) && steps.back().rows == initial.size(0);
+  if (dense) {  // every step has all B rows: two block copies instead of one per step
+    const int64_t B = initial.size(0), rest = (T - 1) * B;
+    const bool reverse = T > 1 && steps[0].t > steps[1].t;
+    prev.narrow(0, reverse ? rest : 0, B).copy_(initial);
+    if (rest > 0) prev.narrow(0, reverse ? 0 : B, rest).copy_(states.narrow(0, reverse ? B : 0, rest));
+    return prev;
+  }
   for (const Step& s : steps) {
     if (s.prev_rows > 0) {
       prev.narrow(0, s.offset, s.prev_rows).copy_(states.narrow(0, s.prev_offset, s.prev_rows));
@@ -37,4 +46,4 @@ LinearGrads linear_grads(const at::Tensor& dgates_ih, const at::Tensor& dgates_h
   return g;
 }
 
-}  // namespace fusedrnn::cpu
+}  // namespace fusedrnn

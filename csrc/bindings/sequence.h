@@ -1,5 +1,5 @@
-// Sequence-level pieces shared by the CPU LSTM, GRU and RNN: the input projection, the previous
-// state of every packed row, and the weight gradients as GEMMs over all steps.
+// Sequence-level ATen pieces shared by every cell and backend: the input projection, the previous
+// state of every packed row, and the weight gradients as GEMMs over all steps. Device-agnostic.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -9,7 +9,7 @@
 
 #include "fusedrnn/schedule.h"
 
-namespace fusedrnn::cpu {
+namespace fusedrnn {
 
 // x: [N, I] -> [N, G*H] = x W_ih^T + b_ih, one GEMM for all steps.
 at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih);
@@ -35,4 +35,4 @@ T* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<T>() : nullptr;
 }
 
-}  // namespace fusedrnn::cpu
+}  // namespace fusedrnn

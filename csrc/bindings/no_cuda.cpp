@@ -1,21 +1,15 @@
-// CUDA tensors reach these ops until the CUDA kernels exist (and always in a CPU-only build):
-// a clear error instead of the dispatcher's "could not run ... with arguments from the CUDA backend".
+// CPU-only builds: CUDA tensors get a clear error instead of the dispatcher's "could not run ...
+// with arguments from the CUDA backend". (CUDA builds compile bindings/cuda.cpp instead.)
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 namespace {
 
 void cuda_unavailable(const c10::OperatorHandle& op, torch::jit::Stack*) {
-#ifdef FUSEDRNN_WITH_CUDA
-  TORCH_CHECK(false, op.schema().name(),
-              ": this fusedrnn version has no CUDA kernels yet; run the layer on the CPU (move the module and "
-              "inputs with .cpu()) or use torch.nn on the GPU");
-#else
   TORCH_CHECK(false, op.schema().name(),
               ": fusedrnn was built without CUDA support, so it cannot run on CUDA tensors. Rebuild it with a "
               "CUDA build of torch and nvcc on the PATH (or CUDA_HOME set): "
               "FUSEDRNN_CUDA=1 pip install --no-build-isolation .");
-#endif
 }
 
 }  // namespace

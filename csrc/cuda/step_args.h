@@ -1,0 +1,63 @@
+// Arguments of the CUDA step kernels (torch-free; the bindings fill them). Storage type T is float,
+// __half or __nv_bfloat16; all math, the cell state, the workspace and the gate gradients are float.
+// G = gates per hidden unit (LSTM 4, GRU 3, RNN 1), H = hidden, P = layer output size (proj or H).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "fusedrnn/params.h"
+
+namespace fusedrnn::cuda {
+
+enum class CellKind : int { Lstm = 0, Gru = 1, Rnn = 2 };
+
+// One forward step: gates = h_prev W_hh^T (+ xproj + b_hh), then the cell math, in one kernel.
+template <typename T>
+struct ForwardStepArgs {
+  int rows;             // active batch rows at this step
+  int hidden;           // H
+  int out;              // P: width of h_prev (and of h when not projecting)
+  Activation act;       // RNN only
+  PrevState<T> h_prev;  // rows of h_prev: [prev_rows, P] from the previous step's y, the rest h0 [B, P]
+  const T* w_hh;        // [H * G, P]: gate-interleaved, row u * G + g holds W_hh[g * H + u]
+  const T* xproj;       // [rows, G * H]: x W_ih^T + b_ih of this step
+  const T* b_hh;        // [G * H] or nullptr
+  float* c;             // [B, H]: LSTM cell state, updated in place (rows < rows)
+  T* h_out;             // [rows, H]: the new h (y rows), or o * tanh(c) when projecting
+  T* h_state;           // [B, H] or nullptr: latest h of every row (becomes h_n); nullptr when projecting
+  float* workspace;     // [rows, ws_cols] or nullptr (inference); columns as in fusedrnn/params.h
+};
+
+// One backward step (see backward kernel): the recurrent gradient R = dgates_next W_hh of the step
+// processed after this one, then this step's gate gradients.
+template <typename T>
+struct BackwardStepArgs {
+  int rows;                  // active rows of this step; 0 on the last, product-only launch
+  int hidden;                // H
+  int out;                   // P
+  Activation act;            // RNN only
+  const float* dgates_next;  // [next_rows, G * H]: h-side gate gradients of the next processed step, or nullptr
+  int next_rows;             // rows of that step
+  int next_prev_rows;        // its rows [0, next_prev_rows) read this step's h; the others read h0
+  const T* w_hh_t;           // [P, G * H]: W_hh transposed
+  float* dh0;                // [B, P]: gradient of h0, written for rows [next_prev_rows, next_rows)
+  float* carry;              // [B, P]: the direct part of dh from later steps (starts as grad_hn)
+  const T* grad_y;           // [rows, P]: gradient of this step's output
+  float* dh_total;           // [rows, P] or nullptr: where the product-only mode writes this step's dh
+  const float* dh_cell;      // [rows, H] or nullptr: the pointwise-only mode's dh (after back-projection)
+  bool pointwise;            // run the gate-gradient part (false: product only)
+  const float* workspace;    // [rows, ws_cols]: this step's saved activations
+  PrevState<float> c_prev;   // LSTM: c of the previous step (workspace column 4H) or c0
+  PrevState<T> h_prev;       // GRU: h of the previous step (y rows) or h0
+  float* dc;                 // [B, H]: LSTM cell-state gradient, updated in place
+  float* dgates;             // [rows, G * H]: gate gradients (GRU: the x side)
+  float* dgates_hh;          // [rows, G * H]: GRU's h-side gate gradients; nullptr otherwise
+};
+
+template <CellKind Cell, typename T>
+cudaError_t launch_forward_step(const ForwardStepArgs<T>& args, cudaStream_t stream);
+
+template <CellKind Cell, typename T>
+cudaError_t launch_backward_step(const BackwardStepArgs<T>& args, cudaStream_t stream);
+
+}  // namespace fusedrnn::cuda

@@ -1,0 +1,255 @@
+// The CUDA step kernels: the recurrent product and the cell math of one time step in one kernel.
+//
+// A block owns kUnits hidden units (all G gate rows of each, read from the gate-interleaved W_hh)
+// and kRows batch rows; thread (row, unit) accumulates that unit's G gate products over the reduction
+// dimension in shared-memory tiles, then applies the cell math from cell_math.h in its epilogue.
+// Each kernel body handles one step; a persistent driver can loop it inside one launch later.
+// Included by lstm.cu, gru.cu and rnn.cu, which instantiate it per cell and dtype.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/step_args.h"
+#include "fusedrnn/cell_math.h"
+
+namespace fusedrnn::cuda {
+
+constexpr int kUnits = 32;   // hidden units per block (one warp's width)
+constexpr int kRows = 8;     // batch rows per block
+constexpr int kTileK = 32;   // reduction tile
+constexpr int kThreads = kUnits * kRows;
+
+using Math = ScalarMath<float>;
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename T>
+__device__ __forceinline__ float load_or_zero(const T* p, int64_t i) { return p ? to_float(p[i]) : 0.0f; }
+
+template <CellKind Cell>
+struct CellTraits;
+template <>
+struct CellTraits<CellKind::Lstm> { static constexpr int gates = kLstmGates, ws_cols = kLstmWorkspaceCols; };
+template <>
+struct CellTraits<CellKind::Gru> { static constexpr int gates = kGruGates, ws_cols = kGruWorkspaceCols; };
+template <>
+struct CellTraits<CellKind::Rnn> { static constexpr int gates = 1, ws_cols = 1; };
+
+// ------------------------------------------------------------------------------------------ forward
+
+template <CellKind Cell, typename T>
+__device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, int r, int u, const float* acc) {
+  constexpr int G = CellTraits<Cell>::gates;
+  constexpr int W = CellTraits<Cell>::ws_cols;
+  const int64_t H = a.hidden;
+  const T* xproj = a.xproj + r * G * H;
+  float* ws = a.workspace ? a.workspace + r * W * H : nullptr;
+  float h;
+  if constexpr (Cell == CellKind::Lstm) {
+    float pre[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) pre[g] = acc[g] + to_float(xproj[g * H + u]) + load_or_zero(a.b_hh, g * H + u);
+    float* c = a.c + r * H + u;
+    const auto s = lstm_cell_forward<Math>(pre[0], pre[1], pre[2], pre[3], *c);
+    *c = s.c;
+    h = s.h;
+    if (ws) {
+      ws[u] = s.i;
+      ws[H + u] = s.f;
+      ws[2 * H + u] = s.g;
+      ws[3 * H + u] = s.o;
+      ws[4 * H + u] = s.c;
+    }
+  } else if constexpr (Cell == CellKind::Gru) {
+    const float hr = acc[0] + load_or_zero(a.b_hh, u);
+    const float hz = acc[1] + load_or_zero(a.b_hh, H + u);
+    const float hn = acc[2] + load_or_zero(a.b_hh, 2 * H + u);
+    const float h_prev = to_float(a.h_prev.row(r)[u]);
+    const auto s = gru_cell_forward<Math>(to_float(xproj[u]), to_float(xproj[H + u]), to_float(xproj[2 * H + u]),
+                                          hr, hz, hn, h_prev);
+    h = s.h;
+    if (ws) {
+      ws[u] = s.r;
+      ws[H + u] = s.z;
+      ws[2 * H + u] = s.n;
+      ws[3 * H + u] = hn;
+    }
+  } else {
+    h = rnn_cell_forward<Math>(acc[0] + to_float(xproj[u]) + load_or_zero(a.b_hh, u), a.act);
+    if (ws) ws[u] = h;
+  }
+  a.h_out[r * H + u] = from_float<T>(h);
+  if (a.h_state) a.h_state[r * H + u] = from_float<T>(h);
+}
+
+// grid: (ceil(H / kUnits), ceil(rows / kRows)), block: kThreads.
+template <CellKind Cell, typename T>
+__global__ void __launch_bounds__(kThreads) forward_step_kernel(const ForwardStepArgs<T> a) {
+  constexpr int G = CellTraits<Cell>::gates;
+  // w_tile[k][g * kUnits + unit]: a warp reads consecutive words; +1 keeps the transposing stores apart
+  __shared__ float w_tile[kTileK][G * kUnits + 1];
+  __shared__ float h_tile[kRows][kTileK + 1];
+  const int unit = threadIdx.x % kUnits, row = threadIdx.x / kUnits;
+  const int u0 = blockIdx.x * kUnits, r0 = blockIdx.y * kRows;
+  const int H = a.hidden, P = a.out;
+
+  float acc[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) acc[g] = 0.0f;
+
+  for (int k0 = 0; k0 < P; k0 += kTileK) {
+    for (int i = threadIdx.x; i < G * kUnits * kTileK; i += kThreads) {
+      const int local = i / kTileK, k = i % kTileK;  // local = unit * G + gate, as in the interleaved W_hh
+      const int64_t w_row = static_cast<int64_t>(u0) * G + local;
+      const bool inside = w_row < static_cast<int64_t>(H) * G && k0 + k < P;
+      w_tile[k][(local % G) * kUnits + local / G] = inside ? to_float(a.w_hh[w_row * P + k0 + k]) : 0.0f;
+    }
+    for (int i = threadIdx.x; i < kRows * kTileK; i += kThreads) {
+      const int rr = i / kTileK, k = i % kTileK;
+      const bool inside = r0 + rr < a.rows && k0 + k < P;
+      h_tile[rr][k] = inside ? to_float(a.h_prev.row(r0 + rr)[k0 + k]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int k = 0; k < kTileK; ++k) {
+      const float hv = h_tile[row][k];
+#pragma unroll
+      for (int g = 0; g < G; ++g) acc[g] += hv * w_tile[k][g * kUnits + unit];
+    }
+    __syncthreads();
+  }
+  const int r = r0 + row, u = u0 + unit;
+  if (r < a.rows && u < H) forward_epilogue<Cell, T>(a, r, u, acc);
+}
+
+// ------------------------------------------------------------------------------------------ backward
+
+// Gate gradients of (row r, unit u) from dh; returns the direct part of the previous h's gradient.
+template <CellKind Cell, typename T>
+__device__ __forceinline__ float backward_epilogue(const BackwardStepArgs<T>& a, int r, int u, float dh) {
+  constexpr int G = CellTraits<Cell>::gates;
+  constexpr int W = CellTraits<Cell>::ws_cols;
+  const int64_t H = a.hidden;
+  const float* ws = a.workspace + r * W * H;
+  float* dgates = a.dgates + r * G * H;
+  if constexpr (Cell == CellKind::Lstm) {
+    float* dc = a.dc + r * H + u;
+    const auto d = lstm_cell_backward<Math>(dh, *dc, ws[u], ws[H + u], ws[2 * H + u], ws[3 * H + u], ws[4 * H + u],
+                                            a.c_prev.row(r)[u]);
+    dgates[u] = d.pre_i;
+    dgates[H + u] = d.pre_f;
+    dgates[2 * H + u] = d.pre_g;
+    dgates[3 * H + u] = d.pre_o;
+    *dc = d.c_prev;
+    return 0.0f;
+  } else if constexpr (Cell == CellKind::Gru) {
+    const auto d = gru_cell_backward<Math>(dh, ws[u], ws[H + u], ws[2 * H + u], ws[3 * H + u],
+                                           to_float(a.h_prev.row(r)[u]));
+    float* dgates_hh = a.dgates_hh + r * G * H;
+    dgates[u] = d.pre_r;
+    dgates[H + u] = d.pre_z;
+    dgates[2 * H + u] = d.xn;
+    dgates_hh[u] = d.pre_r;
+    dgates_hh[H + u] = d.pre_z;
+    dgates_hh[2 * H + u] = d.hn;
+    return d.h_prev;
+  } else {
+    dgates[u] = rnn_cell_backward<Math>(dh, ws[u], a.act);
+    return 0.0f;
+  }
+}
+
+// Backward step k, in reverse visiting order. First R = dgates_next W_hh for the rows of step k+1
+// (the step visited after k): rows [0, next_prev_rows) of R are the gradient of step k's output, the
+// rows [next_prev_rows, next_rows) started at step k+1 from h0, so R there is h0's gradient. Then
+// dh = grad_y + carry + R and the gate gradients of step k. Each (row, column) element of carry, dc and
+// dh0 is read and written by one thread only, so they are updated in place without races.
+// grid: (ceil(columns / kUnits), ceil(max(rows, next_rows) / kRows)), block: kThreads.
+template <CellKind Cell, typename T>
+__global__ void __launch_bounds__(kThreads) backward_step_kernel(const BackwardStepArgs<T> a) {
+  constexpr int G = CellTraits<Cell>::gates;
+  __shared__ float w_tile[kTileK][kUnits + 1];  // w_tile[j][column] = W_hh[j][column]
+  __shared__ float d_tile[kRows][kTileK + 1];
+  const int unit = threadIdx.x % kUnits, row = threadIdx.x / kUnits;
+  const int c0 = blockIdx.x * kUnits, r0 = blockIdx.y * kRows;
+  const int P = a.out;
+  const int J = G * a.hidden;
+
+  float acc = 0.0f;
+  if (a.dgates_next != nullptr) {
+    for (int j0 = 0; j0 < J; j0 += kTileK) {
+      for (int i = threadIdx.x; i < kUnits * kTileK; i += kThreads) {
+        const int col = i / kTileK, j = i % kTileK;
+        const bool inside = c0 + col < P && j0 + j < J;
+        w_tile[j][col] = inside ? to_float(a.w_hh_t[static_cast<int64_t>(c0 + col) * J + j0 + j]) : 0.0f;
+      }
+      for (int i = threadIdx.x; i < kRows * kTileK; i += kThreads) {
+        const int rr = i / kTileK, j = i % kTileK;
+        const bool inside = r0 + rr < a.next_rows && j0 + j < J;
+        d_tile[rr][j] = inside ? a.dgates_next[static_cast<int64_t>(r0 + rr) * J + j0 + j] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int j = 0; j < kTileK; ++j) acc += d_tile[row][j] * w_tile[j][unit];
+      __syncthreads();
+    }
+  }
+
+  const int r = r0 + row, col = c0 + unit;
+  const int64_t at = static_cast<int64_t>(r) * P + col;
+  if (col < P && r >= a.next_prev_rows && r < a.next_rows) a.dh0[at] = acc + a.carry[at];
+  if (r >= a.rows) return;
+  if (a.dh_cell != nullptr) {  // pointwise only: dh arrives back-projected, [rows, H]
+    if (col < a.hidden) backward_epilogue<Cell, T>(a, r, col, a.dh_cell[static_cast<int64_t>(r) * a.hidden + col]);
+    return;
+  }
+  if (col >= P) return;
+  const float dh = to_float(a.grad_y[at]) + a.carry[at] + (r < a.next_prev_rows ? acc : 0.0f);
+  if (a.pointwise) {
+    a.carry[at] = backward_epilogue<Cell, T>(a, r, col, dh);  // P == H here
+  } else {
+    a.dh_total[at] = dh;
+    a.carry[at] = 0.0f;
+  }
+}
+
+inline int blocks_for(int n, int per_block) { return (n + per_block - 1) / per_block; }
+
+template <CellKind Cell, typename T>
+cudaError_t launch_forward_step(const ForwardStepArgs<T>& args, cudaStream_t stream) {
+  if (args.rows == 0 || args.hidden == 0) return cudaSuccess;
+  const dim3 grid(blocks_for(args.hidden, kUnits), blocks_for(args.rows, kRows));
+  forward_step_kernel<Cell, T><<<grid, kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+template <CellKind Cell, typename T>
+cudaError_t launch_backward_step(const BackwardStepArgs<T>& args, cudaStream_t stream) {
+  const int rows = args.rows > args.next_rows ? args.rows : args.next_rows;
+  const int columns = args.dh_cell != nullptr ? args.hidden : args.out;
+  if (rows == 0 || columns == 0) return cudaSuccess;
+  const dim3 grid(blocks_for(columns, kUnits), blocks_for(rows, kRows));
+  backward_step_kernel<Cell, T><<<grid, kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+#define FUSEDRNN_INSTANTIATE_STEPS(CELL, T)                                                          \
+  template cudaError_t launch_forward_step<CELL, T>(const ForwardStepArgs<T>&, cudaStream_t);       \
+  template cudaError_t launch_backward_step<CELL, T>(const BackwardStepArgs<T>&, cudaStream_t);
+
+}  // namespace fusedrnn::cuda
