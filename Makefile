@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1
-TOOLS := pybind11 ninja pytest pytest-benchmark numpy setuptools wheel
+TOOLS := pybind11 ninja pytest pytest-benchmark numpy setuptools wheel tqdm matplotlib
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
 .PHONY: test bench build clean
@@ -24,7 +24,7 @@ test: build
 	$(PY) -m pytest tests
 
 bench: build
-	$(PY) -m fusedrnn.bench
+	$(PY) -m fusedrnn.bench --out benchmarks/results
 
 clean:
 	rm -rf build *.egg-info fusedrnn/*.so $(VENV)/.built

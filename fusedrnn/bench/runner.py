@@ -1,116 +1,193 @@
-"""Side-by-side timing of one fused layer against the torch.nn layer holding the same weights.
+"""One benchmark case: a torch.nn layer stack and its fused twin (same weights, same inputs), timed side by
+side, with peak memory and the largest difference between their outputs.
 
-Method: warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so that both sides see
-the same machine state; medians. CPU: perf_counter. CUDA: CUDA events around each call.
+Method (DESIGN.md section 7): warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so
+that both sides see the same machine state; medians. CPU: perf_counter. CUDA: CUDA events around each
+call, and the same step captured in a CUDA graph and replayed, for both sides.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import statistics
 import time
 
 import torch
 
-from .. import functional
+import fusedrnn
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 
 
-@dataclasses.dataclass
-class Result:
+@dataclasses.dataclass(frozen=True)
+class Case:
     cell: str
     dtype: str
     T: int
     B: int
     H: int
-    mode: str
-    device: str
+    layers: int = 1
+    bidirectional: bool = False
+    mode: str = "inference"  # or "training": forward + backward
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        shape = f"{self.layers}L{'-bi' if self.bidirectional else ''}"
+        return f"{self.cell} {self.dtype} T={self.T} B={self.B} H={self.H} {shape} {self.mode}"
+
+
+@dataclasses.dataclass
+class Result:
+    case: Case
     torch_ms: float
     fused_ms: float
+    torch_graph_ms: float | None  # CUDA-graph replay (GPU only; None where capture failed)
+    fused_graph_ms: float | None
+    torch_peak_mb: float | None
+    fused_peak_mb: float | None
     max_abs_err: float
 
     @property
     def speedup(self) -> float:
         return self.torch_ms / self.fused_ms
 
+    @property
+    def graph_speedup(self) -> float | None:
+        if self.torch_graph_ms is None or self.fused_graph_ms is None:
+            return None
+        return self.torch_graph_ms / self.fused_graph_ms
 
-def _torch_layer(cell, size, dtype, device):
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(d.pop("case"))
+        d["speedup"] = self.speedup
+        d["graph_speedup"] = self.graph_speedup
+        return d
+
+
+def build_pair(case: Case):
+    """The torch.nn stack and its fused copy, plus the input."""
     torch.manual_seed(0)
-    return cls(size, size, dtype=dtype, device=device)
+    dtype = getattr(torch, case.dtype)
+    plain = MODULES[case.cell](case.H, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
+                               dtype=dtype, device=case.device)
+    fused = fusedrnn.convert(plain)
+    g = torch.Generator(device=case.device).manual_seed(1)
+    x = torch.randn(case.T, case.B, case.H, generator=g, dtype=dtype, device=case.device)
+    return plain, fused, x
 
 
-def _fused_call(cell, module):
-    weights = (module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0)
-    if cell == "lstm":
-        return lambda x, h: functional.lstm(x, h, *weights)
-    return lambda x, h: getattr(functional, cell)(x, h, *weights)
+def make_step(module, x, mode):
+    """One call: inference under no_grad, or training forward + backward of the output's sum."""
+    if mode == "inference":
+        def step():
+            with torch.no_grad():
+                return module(x)[0]
+    else:
+        x_leaf = x.detach().requires_grad_()
+
+        def step():
+            out = module(x_leaf)[0]
+            out.float().sum().backward()
+            return out
+    return step
 
 
-def _initial_state(cell, B, H, dtype, device):
-    h0 = torch.randn(B, H, dtype=dtype, device=device)
-    return (h0, torch.randn(B, H, dtype=dtype, device=device)) if cell == "lstm" else h0
-
-
-def _torch_state(cell, state):
-    return tuple(s.unsqueeze(0) for s in state) if cell == "lstm" else state.unsqueeze(0)
-
-
-def _time(fn, device):
-    if device == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
+def _time_cpu(fn) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
 
 
-def bench_case(cell, T, B, H, mode, dtype=torch.float32, device="cpu", repeats=20, warmup=3) -> Result:
-    module = _torch_layer(cell, H, dtype, device)
-    fused = _fused_call(cell, module)
-    x = torch.randn(T, B, H, dtype=dtype, device=device)
-    state = _initial_state(cell, B, H, dtype, device)
-    torch_state = _torch_state(cell, state)
-    training = mode == "training"
+def _time_cuda(fn) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
 
-    def runner(call, initial_state):
-        def run():
-            if training:
-                y, _ = call(x.detach().requires_grad_(), initial_state)
-                y.sum().backward()
-            else:
-                with torch.no_grad():
-                    call(x, initial_state)
-        return run
 
-    run_torch, run_fused = runner(module, torch_state), runner(fused, state)
+def _graph_of(step):
+    """step captured in a CUDA graph (after a warm-up on a side stream); None if capture fails."""
+    try:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph.replay
+    except Exception:  # noqa: BLE001 - a side that cannot be captured is reported as n/a
+        torch.cuda.synchronize()
+        return None
 
+
+_libc = None
+
+
+def _peak_rss_growth(fn) -> float | None:
+    """CPU: growth of the process's peak resident memory over one call, in bytes (Linux only)."""
+    global _libc
+    try:
+        _libc = _libc or ctypes.CDLL("libc.so.6")
+        _libc.malloc_trim(0)  # hand freed memory back, so that the call's own allocations show
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return None
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    base = status("VmRSS")
+    fn()
+    return max(0, status("VmHWM") - base)
+
+
+def peak_memory_mb(step, device) -> float | None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    grown = _peak_rss_growth(step)
+    return None if grown is None else grown / 2**20
+
+
+def run_case(case: Case, repeats: int = 10, warmup: int = 3) -> Result:
+    plain, fused, x = build_pair(case)
     with torch.no_grad():
-        y_torch, _ = module(x, torch_state)
-        y_fused, _ = fused(x, state)
-    err = (y_torch - y_fused).abs().max().item()
-
+        err = (plain(x)[0].float() - fused(x)[0].float()).abs().max().item()
+    steps = {"torch": make_step(plain, x, case.mode), "fused": make_step(fused, x, case.mode)}
+    peaks = {name: peak_memory_mb(step, case.device) for name, step in steps.items()}
+    timer = _time_cuda if case.device == "cuda" else _time_cpu
     for _ in range(warmup):
-        run_torch()
-        run_fused()
-    torch_times, fused_times = [], []
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        torch_times.append(_time(run_torch, device))
-        fused_times.append(_time(run_fused, device))
-    module.zero_grad(set_to_none=True)
-    return Result(cell, str(dtype).replace("torch.", ""), T, B, H, mode, device, statistics.median(torch_times),
-                  statistics.median(fused_times), err)
-
-
-def format_table(results) -> str:
-    head = "| device | cell | dtype | T | B | H | mode | torch.nn ms | fusedrnn ms | speed-up | max abs err |"
-    rule = "|---|---|---|---|---|---|---|---|---|---|---|"
-    rows = [f"| {r.device} | {r.cell} | {r.dtype} | {r.T} | {r.B} | {r.H} | {r.mode} | {r.torch_ms:.2f} | "
-            f"{r.fused_ms:.2f} | "
-            f"{r.speedup:.2f}x | {r.max_abs_err:.1e} |" for r in results]
-    return "\n".join([head, rule, *rows])
+        for name, step in steps.items():
+            times[name].append(timer(step))
+    graph_ms = {"torch": None, "fused": None}
+    if case.device == "cuda":
+        replays = {name: _graph_of(step) for name, step in steps.items()}
+        graph_times = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, replay in replays.items():
+                if replay is not None:
+                    graph_times[name].append(_time_cuda(replay))
+        graph_ms = {name: statistics.median(t) if t else None for name, t in graph_times.items()}
+    return Result(case, statistics.median(times["torch"]), statistics.median(times["fused"]), graph_ms["torch"],
+                  graph_ms["fused"], peaks["torch"], peaks["fused"], err)

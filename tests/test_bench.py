@@ -1,0 +1,31 @@
+"""The benchmark CLI runs and writes its table, JSON, Markdown and plot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_benchmark_writes_its_outputs(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run([sys.executable, "-m", "fusedrnn.bench", "--quick", "--device", "cpu", "--repeats", "2",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| lstm | float32 | 32 | 16 | 128 |" in run.stdout
+    data = json.loads((tmp_path / "cpu.json").read_text())
+    assert data["machine"]["device"] == "cpu" and data["machine"]["torch_threads"] >= 1
+    assert len(data["results"]) == 8
+    for r in data["results"]:
+        assert r["torch_ms"] > 0 and r["fused_ms"] > 0 and r["speedup"] > 0
+        assert r["max_abs_err"] < 1e-4  # both sides computed the same function
+    assert "| cell |" in (tmp_path / "cpu.md").read_text()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pytest.skip("matplotlib not installed: no plot to check")
+    png = (tmp_path / "cpu.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
