@@ -1,0 +1,62 @@
+"""Smoke tests of the examples: a few batches on the CPU with each backend; the loss falls, and the fused
+and torch.nn backends give the same losses for the same seed (float32, dropout included)."""
+
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+import classify  # noqa: E402
+import word_lm  # noqa: E402
+
+
+def assert_same_losses(fused, plain):
+    assert len(fused) == len(plain) > 0
+    for a, b in zip(fused, plain):
+        assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), (fused, plain)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_word_lm_learns_and_backends_agree(cell):
+    args = ["--epochs", "1", "--max-batches", "12", "--cell", cell, "--quiet", "--emsize", "64", "--nhid", "64"]
+    fused = word_lm.main(args)
+    plain = word_lm.main(args + ["--backend", "torch"])
+    losses = fused["train_losses"]
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.5  # from ~ln(vocab) downwards
+    assert_same_losses(losses, plain["train_losses"])
+    assert math.isfinite(fused["history"][0]["valid_ppl"])
+
+
+def test_word_lm_checkpoint_and_generation(tmp_path):
+    path = str(tmp_path / "lm.pt")
+    first = word_lm.main(["--epochs", "1", "--max-batches", "3", "--quiet", "--nhid", "32", "--emsize", "32",
+                          "--tied", "--save", path])
+    assert os.path.exists(path)
+    again = word_lm.main(["--epochs", "0", "--quiet", "--nhid", "32", "--emsize", "32", "--tied", "--load", path,
+                          "--generate", "12", "--prompt", "the while statement"])
+    words = again["text"].split()
+    assert words[:3] == ["the", "while", "statement"] and len(words) >= 12
+    assert first["history"][0]["valid_ppl"] > 0
+
+
+def test_gradient_clipping_rescales_to_the_threshold():
+    import torch
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([3.0, 4.0, 0.0])  # norm 5
+    assert word_lm.clip_gradient_norm([p], 1.0) == pytest.approx(5.0)
+    assert torch.allclose(p.grad, torch.tensor([0.6, 0.8, 0.0]))
+    p.grad = torch.tensor([0.3, 0.4, 0.0])  # norm 0.5 < 1: untouched
+    word_lm.clip_gradient_norm([p], 1.0)
+    assert torch.equal(p.grad, torch.tensor([0.3, 0.4, 0.0]))
+
+
+def test_classifier_learns_and_backends_agree():
+    args = ["--epochs", "1", "--max-batches", "10", "--quiet"]
+    fused = classify.main(args)
+    plain = classify.main(args + ["--backend", "torch"])
+    losses = fused["train_losses"]
+    assert sum(losses[-3:]) / 3 < losses[0]
+    assert_same_losses(losses, plain["train_losses"])
+    assert fused["history"][0]["test_accuracy"] > 0.2
