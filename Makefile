@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1
-TOOLS := pybind11 ninja pytest pytest-benchmark numpy setuptools wheel tqdm matplotlib
+TOOLS := pybind11 ninja pytest pytest-benchmark hypothesis numpy setuptools wheel tqdm matplotlib
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
 .PHONY: test bench build clean

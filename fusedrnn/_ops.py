@@ -27,6 +27,7 @@ import math
 import torch
 
 from . import _C  # noqa: F401  (loads the library, which registers the ops)
+from . import reference
 
 _ops = torch.ops.fusedrnn
 
@@ -117,6 +118,21 @@ def _save_common(ctx, b_ih, b_hh, reverse, training, workspace):
     ctx.mark_non_differentiable(workspace)
 
 
+def _wants_double_backward() -> bool:
+    """backward(create_graph=True) runs the backward with grad mode on: the gradient itself must then be
+    differentiable, which the fused backward ops are not, so it comes from the reference instead."""
+    return torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
+def _reference_grads(run_reference, inputs, outputs_grads):
+    """Gradients of the reference step loop at the saved inputs, kept differentiable (create_graph)."""
+    leaves = [t for t in inputs if t is not None and t.requires_grad]
+    outputs = run_reference(*inputs)
+    grads = torch.autograd.grad(outputs, leaves, outputs_grads, create_graph=True, allow_unused=True)
+    by_id = {id(t): g for t, g in zip(leaves, grads)}
+    return [by_id.get(id(t)) if t is not None else None for t in inputs]
+
+
 def _require_training(ctx, op):
     if not ctx.training:
         raise RuntimeError(
@@ -128,12 +144,20 @@ def _lstm_setup(ctx, inputs, output):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, training = inputs
     y, _, _, workspace = output
     _save_common(ctx, b_ih, b_hh, reverse, training, workspace)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, workspace)
 
 
 def _lstm_backward(ctx, grad_y, grad_hn, grad_cn, _grad_workspace):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, workspace = ctx.saved_tensors
+    if _wants_double_backward():
+        def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+            y, (h_n, c_n) = reference.lstm(x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes=batch_sizes,
+                                           reverse=ctx.reverse)
+            return y, h_n, c_n
+        grads = _reference_grads(run, [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr],
+                                 [_grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), _grad_or_zeros(grad_cn, c0)])
+        return (*grads, None, None, None)
     _require_training(ctx, "lstm_forward")
-    x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace = ctx.saved_tensors
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr = _ops.lstm_backward(
         _grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), _grad_or_zeros(grad_cn, c0), x, h0, c0, w_ih,
         w_hh, w_hr, ctx.has_b_ih or ctx.has_b_hh, batch_sizes, ctx.reverse, y, workspace)
@@ -145,12 +169,18 @@ def _gru_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training = inputs
     y, _, workspace = output
     _save_common(ctx, b_ih, b_hh, reverse, training, workspace)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, batch_sizes, y, workspace)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace)
 
 
 def _gru_backward(ctx, grad_y, grad_hn, _grad_workspace):
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace = ctx.saved_tensors
+    if _wants_double_backward():
+        def run(x, h0, w_ih, w_hh, b_ih, b_hh):
+            return reference.gru(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=batch_sizes, reverse=ctx.reverse)
+        grads = _reference_grads(run, [x, h0, w_ih, w_hh, b_ih, b_hh],
+                                 [_grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0)])
+        return (*grads, None, None, None)
     _require_training(ctx, "gru_forward")
-    x, h0, w_ih, w_hh, batch_sizes, y, workspace = ctx.saved_tensors
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _ops.gru_backward(
         _grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), x, h0, w_ih, w_hh, ctx.has_b_ih or ctx.has_b_hh,
         batch_sizes, ctx.reverse, y, workspace)
@@ -162,12 +192,19 @@ def _rnn_setup(ctx, inputs, output):
     y, _, workspace = output
     _save_common(ctx, b_ih, b_hh, reverse, training, workspace)
     ctx.nonlinearity = nonlinearity
-    ctx.save_for_backward(x, h0, w_ih, w_hh, batch_sizes, y, workspace)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace)
 
 
 def _rnn_backward(ctx, grad_y, grad_hn, _grad_workspace):
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace = ctx.saved_tensors
+    if _wants_double_backward():
+        def run(x, h0, w_ih, w_hh, b_ih, b_hh):
+            return reference.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=batch_sizes, reverse=ctx.reverse,
+                                 nonlinearity=ctx.nonlinearity)
+        grads = _reference_grads(run, [x, h0, w_ih, w_hh, b_ih, b_hh],
+                                 [_grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0)])
+        return (*grads, None, None, None, None)
     _require_training(ctx, "rnn_forward")
-    x, h0, w_ih, w_hh, batch_sizes, y, workspace = ctx.saved_tensors
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _ops.rnn_backward(
         _grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), x, h0, w_ih, w_hh, ctx.has_b_ih or ctx.has_b_hh,
         batch_sizes, ctx.reverse, ctx.nonlinearity, y, workspace)

@@ -49,6 +49,8 @@ class _FusedRNNBase:
                 hx = self._check_hidden_rank(hx, is_batched)
             hx = self.permute_hidden(hx, sorted_indices)
         self.check_forward_args(input, hx, batch_sizes)
+        if not packed and input.size(1 if self.batch_first else 0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # as torch.nn
 
         time_major = input.transpose(0, 1) if self.batch_first and not packed else input
         weights = [getattr(self, name) for name in self._flat_weights_names]

@@ -9,6 +9,8 @@
 #include <cuda_fp16.h>
 #include <torch/library.h>
 
+#include <limits>
+
 #include "bindings/checks.h"
 #include "bindings/sequence.h"
 #include "cuda/step_args.h"
@@ -194,6 +196,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
   return {g.dx, dh0.to(dtype), kLstm ? dc.to(dtype) : Tensor(), g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, dw_hr};
 }
 
+// The step kernels index rows and columns with 32-bit ints (offsets are 64-bit).
+void check_kernel_limits(const char* op, const LayerShape& s, int gates) {
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  TORCH_CHECK(s.B <= kMax && gates * s.H <= kMax && s.P <= kMax, "fusedrnn.", op,
+              ": CUDA kernels need batch, ", gates, " * hidden_size and proj_size below 2^31, got batch ", s.B,
+              ", hidden_size ", s.H, ", output size ", s.P);
+}
+
 LayerTensors layer_tensors(const Tensor& x, const Tensor& h0, const OptTensor& c0, const Tensor& w_ih,
                            const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& w_hr,
                            const LayerShape& s) {
@@ -209,6 +219,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_op(const char* op, const Tens
                                                       bool reverse, Activation act, bool training) {
   const LayerShape s = check_layer_inputs(op, gates_of<Cell>(), x, h0, c0.has_value() ? &*c0 : nullptr, w_ih, w_hh,
                                           b_ih, b_hh, w_hr, batch_sizes);
+  check_kernel_limits(op, s, gates_of<Cell>());
   const c10::cuda::CUDAGuard guard(x.device());
   const auto batch = batch_sizes_vector(batch_sizes, s);
   const auto steps = make_schedule(batch.data(), static_cast<int64_t>(batch.size()), reverse);
@@ -230,6 +241,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
                                           std::nullopt, std::nullopt, w_hr, batch_sizes);
   check_backward_inputs(op, s, grad_y, grad_hn, grad_cn.has_value() ? &*grad_cn : nullptr, y, workspace,
                         workspace_cols_of<Cell>() * s.H);
+  check_kernel_limits(op, s, gates_of<Cell>());
   const c10::cuda::CUDAGuard guard(x.device());
   const auto batch = batch_sizes_vector(batch_sizes, s);
   const auto steps = make_schedule(batch.data(), static_cast<int64_t>(batch.size()), reverse);
