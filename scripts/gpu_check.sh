@@ -23,7 +23,7 @@ tests="not run"; memcheck="not run"; racecheck="not run"; bench="not run"
 if [ "$build" = ok ]; then
   echo "== CUDA tests"
   $PY -m pytest -m cuda tests -q -p no:cacheprovider > "$LOGS/pytest_cuda.log" 2>&1
-  tests=$(grep -E "[0-9]+ (passed|failed)" "$LOGS/pytest_cuda.log" | tail -1)
+  tests=$(grep -E "[0-9]+ (passed|failed|skipped|error)" "$LOGS/pytest_cuda.log" | tail -1)
   grep -E "^(FAILED|ERROR)" "$LOGS/pytest_cuda.log" | head -20
 
   echo "== compute-sanitizer"

@@ -176,3 +176,10 @@ def test_cuda_memory_returns_to_baseline():
         forward_and_grads(functional, case)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == baseline
+
+
+def test_cuda_mixed_devices_are_rejected():
+    case = to_cuda(make_case("lstm", 3, 2, 4, 5, seed=9), torch.float32)
+    with pytest.raises(RuntimeError, match="h0 must be on cuda:0 like x"):
+        torch.ops.fusedrnn.lstm_forward(case.x, case.h0.cpu(), case.c0, case.w_ih, case.w_hh, case.b_ih, case.b_hh,
+                                        None, None, False, False)
