@@ -9,7 +9,7 @@ SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
 .PHONY: test bench build clean
 
-$(VENV)/.tools:
+$(VENV)/.tools: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(TOOLS)
 	touch $@

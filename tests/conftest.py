@@ -63,6 +63,11 @@ class Case:
                 fields[n] = next(it).detach().clone().requires_grad_(requires_grad)
         return dataclasses.replace(self, **fields)
 
+    def rebind(self, tensors) -> Case:
+        """A copy whose differentiable inputs are exactly `tensors` (kept in the caller's autograd graph)."""
+        names = [n for n in ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"] if getattr(self, n) is not None]
+        return dataclasses.replace(self, **dict(zip(names, tensors)))
+
     def to(self, dtype) -> Case:
         return self.with_tensors([t.to(dtype) for t in self.tensors()])
 

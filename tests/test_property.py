@@ -2,16 +2,14 @@
 dtype; the fused modules against torch.nn and the fused layer against the reference, forward and every
 gradient."""
 
-import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fusedrnn
 from conftest import assert_close_relative, forward_and_grads, make_case
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # a test tool the Makefile installs: no silent skip
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
