@@ -114,9 +114,15 @@ LayerShape check_layer_inputs(const char* op, int gates, const at::Tensor& x, co
   return s;
 }
 
-void check_backward_inputs(const char* op, const LayerShape& shape, const at::Tensor& grad_y,
+void check_backward_inputs(const char* op, const LayerShape& shape, const at::Tensor& x, const at::Tensor& grad_y,
                            const at::Tensor& grad_hn, const at::Tensor* grad_cn, const at::Tensor& y,
                            const at::Tensor& workspace, int64_t workspace_cols) {
+  check_like_x(op, "y", y, x);
+  check_like_x(op, "grad_y", grad_y, x);
+  check_like_x(op, "grad_hn", grad_hn, x);
+  if (grad_cn != nullptr) check_like_x(op, "grad_cn", *grad_cn, x);
+  TORCH_CHECK(workspace.device() == x.device(), "fusedrnn.", op, ": workspace must be on ", x.device(),
+              " like x, got ", workspace.device());
   TORCH_CHECK(grad_y.sizes().equals(y.sizes()), "fusedrnn.", op, ": grad_y must have y's shape ", y.sizes(),
               ", got ", grad_y.sizes());
   check_shape(op, "grad_hn", grad_hn, {shape.B, shape.P});

@@ -26,7 +26,7 @@ LayerShape check_layer_inputs(const char* op, int gates, const at::Tensor& x, co
                               const OptTensor& batch_sizes);
 
 // Validates the tensors a backward op receives beyond the forward's inputs.
-void check_backward_inputs(const char* op, const LayerShape& shape, const at::Tensor& grad_y,
+void check_backward_inputs(const char* op, const LayerShape& shape, const at::Tensor& x, const at::Tensor& grad_y,
                            const at::Tensor& grad_hn, const at::Tensor* grad_cn, const at::Tensor& y,
                            const at::Tensor& workspace, int64_t workspace_cols);
 

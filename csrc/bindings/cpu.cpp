@@ -48,7 +48,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
     const OptTensor& batch_sizes, bool reverse, const Tensor& y, const Tensor& workspace) {
   const LayerShape s = check_layer_inputs("lstm_backward", kLstmGates, x, h0, &c0, w_ih, w_hh, std::nullopt,
                                           std::nullopt, w_hr, batch_sizes);
-  check_backward_inputs("lstm_backward", s, grad_y, grad_hn, &grad_cn, y, workspace,
+  check_backward_inputs("lstm_backward", s, x, grad_y, grad_hn, &grad_cn, y, workspace,
                         kLstmWorkspaceCols * s.H);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr] = cpu::lstm_backward(
@@ -78,7 +78,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_cpu(
     const Tensor& workspace) {
   const LayerShape s = check_layer_inputs("gru_backward", kGruGates, x, h0, nullptr, w_ih, w_hh, std::nullopt,
                                           std::nullopt, std::nullopt, batch_sizes);
-  check_backward_inputs("gru_backward", s, grad_y, grad_hn, nullptr, y, workspace, kGruWorkspaceCols * s.H);
+  check_backward_inputs("gru_backward", s, x, grad_y, grad_hn, nullptr, y, workspace, kGruWorkspaceCols * s.H);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [dx, dh0, dw_ih, dw_hh, db_ih, db_hh] = cpu::gru_backward(
       as_packed(acc(grad_y), s), acc(grad_hn), as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), has_bias,
@@ -109,7 +109,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(
   const Activation act = parse_nonlinearity("rnn_backward", std::string(nonlinearity));
   const LayerShape s = check_layer_inputs("rnn_backward", 1, x, h0, nullptr, w_ih, w_hh, std::nullopt,
                                           std::nullopt, std::nullopt, batch_sizes);
-  check_backward_inputs("rnn_backward", s, grad_y, grad_hn, nullptr, y, workspace, s.H);
+  check_backward_inputs("rnn_backward", s, x, grad_y, grad_hn, nullptr, y, workspace, s.H);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [dx, dh0, dw_ih, dw_hh, db_ih, db_hh] = cpu::rnn_backward(
       as_packed(acc(grad_y), s), acc(grad_hn), as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), has_bias,

@@ -4,17 +4,27 @@
 // in CUDA graphs.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "bindings/checks.h"
 #include "bindings/sequence.h"
+#include "cuda/persistent_args.h"
 #include "cuda/step_args.h"
 #include "fusedrnn/schedule.h"
+
+// How many layer directions each algorithm ran, for tests and benchmarks to see which one ran:
+// [forward step-wise, forward persistent, backward step-wise, backward persistent].
+std::atomic<int64_t> fusedrnn_cuda_algorithm_counts[4];
 
 namespace fusedrnn {
 namespace {
@@ -67,6 +77,61 @@ OptTensor contiguous(const OptTensor& t) { return defined(t) ? OptTensor(t->cont
 Tensor as_packed(const Tensor& t, const LayerShape& s) { return t.contiguous().reshape({s.N, t.size(-1)}); }
 Tensor as_layout(const Tensor& t2d, const LayerShape& s) { return s.packed ? t2d : t2d.view({s.T, s.B, t2d.size(1)}); }
 
+// ------------------------------------------------------------------------------ algorithm choice
+
+enum class Algorithm { Auto, Step, Persistent };
+
+// FUSEDRNN_ALGO=step|persistent forces one algorithm (persistent where the layer allows it, see
+// use_persistent); unset or auto lets the plan decide.
+Algorithm requested_algorithm() {
+  const char* value = std::getenv("FUSEDRNN_ALGO");
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "auto") == 0) return Algorithm::Auto;
+  if (std::strcmp(value, "step") == 0) return Algorithm::Step;
+  if (std::strcmp(value, "persistent") == 0) return Algorithm::Persistent;
+  TORCH_CHECK(false, "fusedrnn: FUSEDRNN_ALGO must be 'auto', 'step' or 'persistent', got '", value, "'");
+}
+
+cuda::DeviceLimits device_limits(const at::Device& device) {
+  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index());
+  return {prop->multiProcessorCount, prop->sharedMemPerBlockOptin};
+}
+
+// The persistent kernels cover every layer without a projection (proj_size needs the projection's
+// product between two steps). A varlen schedule is copied to the device, which a CUDA graph capture
+// cannot hold, so varlen layers under capture run step-wise. Auto takes the persistent kernels
+// whenever the plan fits on chip: every block resident, its weight slice in shared memory.
+bool use_persistent(const cuda::PersistentPlan& plan, bool projected, bool varlen) {
+  const Algorithm algorithm = requested_algorithm();
+  if (algorithm == Algorithm::Step || projected || !plan.ok) return false;
+  if (varlen && c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) return false;
+  return true;
+}
+
+// The schedule as the device reads it: nullptr for a dense batch, else a [T, 4] int64 table.
+struct DeviceSchedule {
+  cuda::StepTable table;
+  Tensor storage;  // keeps the table alive until the kernel has run (caching allocator, stream-ordered)
+};
+
+DeviceSchedule device_schedule(const std::vector<Step>& steps, const LayerShape& s, bool reverse,
+                               const at::Device& device) {
+  DeviceSchedule out{{nullptr, static_cast<int>(steps.size()), static_cast<int>(s.B), reverse}, Tensor()};
+  if (!s.packed) return out;
+  Tensor host = at::empty({static_cast<int64_t>(steps.size()), 4}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  int64_t* rows = host.data_ptr<int64_t>();
+  for (size_t k = 0; k < steps.size(); ++k) {
+    rows[4 * k] = steps[k].offset;
+    rows[4 * k + 1] = steps[k].rows;
+    rows[4 * k + 2] = steps[k].prev_offset;
+    rows[4 * k + 3] = steps[k].prev_rows;
+  }
+  out.storage = host.to(device, /*non_blocking=*/true);
+  out.table.table = out.storage.data_ptr<int64_t>();
+  return out;
+}
+
+// ------------------------------------------------------------------------------------- layers
+
 struct LayerTensors {
   Tensor x, h0, w_ih, w_hh;  // x packed [N, I]; the rest contiguous
   OptTensor c0, b_ih, b_hh, w_hr;
@@ -74,7 +139,8 @@ struct LayerTensors {
 
 template <CellKind Cell, typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in, const std::vector<Step>& steps,
-                                                         const LayerShape& s, Activation act, bool training) {
+                                                         const LayerShape& s, bool reverse, Activation act,
+                                                         bool training) {
   constexpr int G = gates_of<Cell>();
   constexpr int W = workspace_cols_of<Cell>();
   const int64_t H = s.H, P = s.P;
@@ -91,6 +157,31 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
   Tensor unprojected = projected ? at::empty({s.B, H}, in.x.options()) : Tensor();
   const Tensor w_hr_t = projected ? in.w_hr->t() : Tensor();
 
+  const bool tf32 = std::is_same_v<T, float> && at::globalContext().allowTF32CuDNN();
+  const cuda::PersistentPlan plan =
+      cuda::plan_persistent_forward<Cell, T>(static_cast<int>(H), static_cast<int>(P), static_cast<int>(s.B), tf32,
+                                             device_limits(in.x.device()));
+  if (use_persistent(plan, projected, s.packed)) {
+    const DeviceSchedule schedule = device_schedule(steps, s, reverse, in.x.device());
+    cuda::PersistentForwardArgs<T> p{};
+    p.step.hidden = static_cast<int>(H);
+    p.step.out = static_cast<int>(P);
+    p.step.act = act;
+    p.step.h_prev = PrevState<T>{ptr<T>(y), ptr<T>(in.h0), 0, P, P};
+    p.step.w_hh = ptr<T>(w_interleaved);
+    p.step.xproj = ptr<T>(xproj);
+    p.step.b_hh = ptr_or_null<T>(in.b_hh);
+    p.step.c = Cell == CellKind::Lstm ? ptr<float>(c) : nullptr;
+    p.step.h_out = ptr<T>(y);
+    p.step.h_state = ptr<T>(h_state);
+    p.step.workspace = training ? ptr<float>(workspace) : nullptr;
+    p.schedule = schedule.table;
+    p.plan = plan;
+    C10_CUDA_CHECK((cuda::launch_persistent_forward<Cell, T>(p, stream)));
+    ++fusedrnn_cuda_algorithm_counts[1];
+    return {y, h_state, c, workspace};
+  }
+  ++fusedrnn_cuda_algorithm_counts[0];
   for (const Step& st : steps) {
     cuda::ForwardStepArgs<T> a{};
     a.rows = static_cast<int>(st.rows);
@@ -119,7 +210,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
 template <CellKind Cell, typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_layer(
     const LayerTensors& in, const Tensor& grad_y, const Tensor& grad_hn, const OptTensor& grad_cn, bool has_bias,
-    const std::vector<Step>& steps, const LayerShape& s, Activation act, const Tensor& y, const Tensor& workspace) {
+    const std::vector<Step>& steps, const LayerShape& s, bool reverse, Activation act, const Tensor& y,
+    const Tensor& workspace) {
   constexpr int G = gates_of<Cell>();
   constexpr int W = workspace_cols_of<Cell>();
   constexpr bool kLstm = Cell == CellKind::Lstm;
@@ -139,9 +231,39 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
   Tensor dunprojected = projected ? at::empty({s.B, H}, float_opts) : Tensor();
   const Tensor w_hr = projected ? in.w_hr->to(at::kFloat) : Tensor();
 
+  const cuda::PersistentPlan plan = cuda::plan_persistent_backward<Cell, T>(
+      static_cast<int>(H), static_cast<int>(s.B), device_limits(in.x.device()));
+  const bool persistent = T_steps > 0 && use_persistent(plan, projected, s.packed);
+  if (persistent) {
+    const DeviceSchedule schedule = device_schedule(steps, s, reverse, in.x.device());
+    cuda::PersistentBackwardArgs<T> p{};
+    p.step.hidden = static_cast<int>(H);
+    p.step.out = static_cast<int>(P);
+    p.step.act = act;
+    p.step.w_hh_t = ptr<T>(w_hh_t);
+    p.step.dh0 = ptr<float>(dh0);
+    p.step.carry = ptr<float>(carry);
+    p.step.grad_y = ptr<T>(grad_y);
+    p.step.workspace = ptr<float>(workspace);
+    p.step.dc = kLstm ? ptr<float>(dc) : nullptr;
+    p.step.dgates = ptr<float>(dgates);
+    p.step.dgates_hh = Cell == CellKind::Gru ? ptr<float>(dgates_hh) : nullptr;
+    p.step.pointwise = true;
+    p.dgates_next = ptr<float>(dgates_hh);
+    p.c0 = kLstm ? ptr<float>(c0) : nullptr;
+    p.y = ptr<T>(y);
+    p.h0 = ptr<T>(in.h0);
+    p.schedule = schedule.table;
+    p.plan = plan;
+    C10_CUDA_CHECK((cuda::launch_persistent_backward<Cell, T>(p, stream)));
+    ++fusedrnn_cuda_algorithm_counts[3];
+  } else if (T_steps > 0) {
+    ++fusedrnn_cuda_algorithm_counts[2];
+  }
+
   // k = T-1 .. 0 in reverse visiting order, then k = -1: a product-only launch for h0's gradient of the
   // rows that step 0 (in visiting order) started from h0.
-  for (int64_t k = T_steps - 1; k >= -1 && T_steps > 0; --k) {
+  for (int64_t k = T_steps - 1; k >= -1 && T_steps > 0 && !persistent; --k) {
     const Step* cur = k >= 0 ? &steps[k] : nullptr;
     const Step* next = k + 1 < T_steps ? &steps[k + 1] : nullptr;
     cuda::BackwardStepArgs<T> a{};
@@ -226,7 +348,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_op(const char* op, const Tens
   const LayerTensors in = layer_tensors(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, s);
   return dispatch_storage(op, x.scalar_type(), [&](auto storage) {
     using T = typename decltype(storage)::type;
-    auto [y, h_n, c_n, workspace] = forward_layer<Cell, T>(in, steps, s, act, training);
+    auto [y, h_n, c_n, workspace] = forward_layer<Cell, T>(in, steps, s, reverse, act, training);
     return std::make_tuple(as_layout(y, s), h_n, c_n.defined() ? c_n.to(x.scalar_type()) : c_n, workspace);
   });
 }
@@ -239,7 +361,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
     const Tensor& workspace) {
   const LayerShape s = check_layer_inputs(op, gates_of<Cell>(), x, h0, c0.has_value() ? &*c0 : nullptr, w_ih, w_hh,
                                           std::nullopt, std::nullopt, w_hr, batch_sizes);
-  check_backward_inputs(op, s, grad_y, grad_hn, grad_cn.has_value() ? &*grad_cn : nullptr, y, workspace,
+  check_backward_inputs(op, s, x, grad_y, grad_hn, grad_cn.has_value() ? &*grad_cn : nullptr, y, workspace,
                         workspace_cols_of<Cell>() * s.H);
   check_kernel_limits(op, s, gates_of<Cell>());
   const c10::cuda::CUDAGuard guard(x.device());
@@ -249,7 +371,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
   return dispatch_storage(op, x.scalar_type(), [&](auto storage) {
     using T = typename decltype(storage)::type;
     auto grads = backward_layer<Cell, T>(in, as_packed(grad_y, s), contiguous(grad_hn), contiguous(grad_cn),
-                                         has_bias, steps, s, act, as_packed(y, s), workspace.contiguous());
+                                         has_bias, steps, s, reverse, act, as_packed(y, s), workspace.contiguous());
     std::get<0>(grads) = as_layout(std::get<0>(grads), s);
     return grads;
   });

@@ -52,18 +52,21 @@ struct CellTraits<CellKind::Rnn> { static constexpr int gates = 1, ws_cols = 1; 
 
 // ------------------------------------------------------------------------------------------ forward
 
+// The cell math of (row r, unit u) from the recurrent products acc[g] = (h_prev W_hh^T)[r][g * H + u],
+// this step's input projection xv[g] = xproj[r][g * H + u] and the recurrent bias bv[g]; writes c, h and
+// the workspace. The persistent kernel prefetches xv and bv, the step kernel loads them just before.
 template <CellKind Cell, typename T>
-__device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, int r, int u, const float* acc) {
+__device__ __forceinline__ void forward_cell(const ForwardStepArgs<T>& a, int r, int u, const float* acc,
+                                             const float* xv, const float* bv) {
   constexpr int G = CellTraits<Cell>::gates;
   constexpr int W = CellTraits<Cell>::ws_cols;
   const int64_t H = a.hidden;
-  const T* xproj = a.xproj + r * G * H;
   float* ws = a.workspace ? a.workspace + r * W * H : nullptr;
   float h;
   if constexpr (Cell == CellKind::Lstm) {
     float pre[G];
 #pragma unroll
-    for (int g = 0; g < G; ++g) pre[g] = acc[g] + to_float(xproj[g * H + u]) + load_or_zero(a.b_hh, g * H + u);
+    for (int g = 0; g < G; ++g) pre[g] = acc[g] + xv[g] + bv[g];
     float* c = a.c + r * H + u;
     const auto s = lstm_cell_forward<Math>(pre[0], pre[1], pre[2], pre[3], *c);
     *c = s.c;
@@ -76,12 +79,9 @@ __device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, in
       ws[4 * H + u] = s.c;
     }
   } else if constexpr (Cell == CellKind::Gru) {
-    const float hr = acc[0] + load_or_zero(a.b_hh, u);
-    const float hz = acc[1] + load_or_zero(a.b_hh, H + u);
-    const float hn = acc[2] + load_or_zero(a.b_hh, 2 * H + u);
+    const float hn = acc[2] + bv[2];
     const float h_prev = to_float(a.h_prev.row(r)[u]);
-    const auto s = gru_cell_forward<Math>(to_float(xproj[u]), to_float(xproj[H + u]), to_float(xproj[2 * H + u]),
-                                          hr, hz, hn, h_prev);
+    const auto s = gru_cell_forward<Math>(xv[0], xv[1], xv[2], acc[0] + bv[0], acc[1] + bv[1], hn, h_prev);
     h = s.h;
     if (ws) {
       ws[u] = s.r;
@@ -90,11 +90,32 @@ __device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, in
       ws[3 * H + u] = hn;
     }
   } else {
-    h = rnn_cell_forward<Math>(acc[0] + to_float(xproj[u]) + load_or_zero(a.b_hh, u), a.act);
+    h = rnn_cell_forward<Math>(acc[0] + xv[0] + bv[0], a.act);
     if (ws) ws[u] = h;
   }
   a.h_out[r * H + u] = from_float<T>(h);
   if (a.h_state) a.h_state[r * H + u] = from_float<T>(h);
+}
+
+// xv and bv of (row r, unit u), as forward_cell takes them.
+template <CellKind Cell, typename T>
+__device__ __forceinline__ void load_cell_inputs(const ForwardStepArgs<T>& a, int r, int u, float* xv, float* bv) {
+  constexpr int G = CellTraits<Cell>::gates;
+  const int64_t H = a.hidden;
+  const T* xproj = a.xproj + r * G * H;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    xv[g] = to_float(xproj[g * H + u]);
+    bv[g] = load_or_zero(a.b_hh, g * H + u);
+  }
+}
+
+template <CellKind Cell, typename T>
+__device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, int r, int u, const float* acc) {
+  constexpr int G = CellTraits<Cell>::gates;
+  float xv[G], bv[G];
+  load_cell_inputs<Cell, T>(a, r, u, xv, bv);
+  forward_cell<Cell, T>(a, r, u, acc, xv, bv);
 }
 
 // grid: (ceil(H / kUnits), ceil(rows / kRows)), block: kThreads.
@@ -174,6 +195,29 @@ __device__ __forceinline__ float backward_epilogue(const BackwardStepArgs<T>& a,
   }
 }
 
+// Everything of backward step k for (row r, column col) once R = (dgates_next W_hh)[r][col] is known:
+// h0's gradient for the rows that step k+1 started from h0, then dh and the gate gradients of step k.
+// Shared by the step kernel and the persistent kernel.
+template <CellKind Cell, typename T>
+__device__ __forceinline__ void backward_finish(const BackwardStepArgs<T>& a, int r, int col, float acc) {
+  const int P = a.out;
+  const int64_t at = static_cast<int64_t>(r) * P + col;
+  if (col < P && r >= a.next_prev_rows && r < a.next_rows) a.dh0[at] = acc + a.carry[at];
+  if (r >= a.rows) return;
+  if (a.dh_cell != nullptr) {  // pointwise only: dh arrives back-projected, [rows, H]
+    if (col < a.hidden) backward_epilogue<Cell, T>(a, r, col, a.dh_cell[static_cast<int64_t>(r) * a.hidden + col]);
+    return;
+  }
+  if (col >= P) return;
+  const float dh = to_float(a.grad_y[at]) + a.carry[at] + (r < a.next_prev_rows ? acc : 0.0f);
+  if (a.pointwise) {
+    a.carry[at] = backward_epilogue<Cell, T>(a, r, col, dh);  // P == H here
+  } else {
+    a.dh_total[at] = dh;
+    a.carry[at] = 0.0f;
+  }
+}
+
 // Backward step k, in reverse visiting order. First R = dgates_next W_hh for the rows of step k+1
 // (the step visited after k): rows [0, next_prev_rows) of R are the gradient of step k's output, the
 // rows [next_prev_rows, next_rows) started at step k+1 from h0, so R there is h0's gradient. Then
@@ -210,22 +254,7 @@ __global__ void __launch_bounds__(kThreads) backward_step_kernel(const BackwardS
     }
   }
 
-  const int r = r0 + row, col = c0 + unit;
-  const int64_t at = static_cast<int64_t>(r) * P + col;
-  if (col < P && r >= a.next_prev_rows && r < a.next_rows) a.dh0[at] = acc + a.carry[at];
-  if (r >= a.rows) return;
-  if (a.dh_cell != nullptr) {  // pointwise only: dh arrives back-projected, [rows, H]
-    if (col < a.hidden) backward_epilogue<Cell, T>(a, r, col, a.dh_cell[static_cast<int64_t>(r) * a.hidden + col]);
-    return;
-  }
-  if (col >= P) return;
-  const float dh = to_float(a.grad_y[at]) + a.carry[at] + (r < a.next_prev_rows ? acc : 0.0f);
-  if (a.pointwise) {
-    a.carry[at] = backward_epilogue<Cell, T>(a, r, col, dh);  // P == H here
-  } else {
-    a.dh_total[at] = dh;
-    a.carry[at] = 0.0f;
-  }
+  backward_finish<Cell, T>(a, r0 + row, c0 + unit, acc);
 }
 
 inline int blocks_for(int n, int per_block) { return (n + per_block - 1) / per_block; }

@@ -1,0 +1,10 @@
+// LSTM persistent kernels for every storage dtype (a file of their own, so ninja compiles them in parallel).
+#include "cuda/persistent_kernels.cuh"
+
+namespace fusedrnn::cuda {
+
+FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Lstm, float)
+FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Lstm, __half)
+FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Lstm, __nv_bfloat16)
+
+}  // namespace fusedrnn::cuda

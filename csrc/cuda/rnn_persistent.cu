@@ -1,0 +1,10 @@
+// Vanilla RNN persistent kernels for every storage dtype (a file of their own, so ninja compiles them in parallel).
+#include "cuda/persistent_kernels.cuh"
+
+namespace fusedrnn::cuda {
+
+FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Rnn, float)
+FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Rnn, __half)
+FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Rnn, __nv_bfloat16)
+
+}  // namespace fusedrnn::cuda
