@@ -124,7 +124,7 @@ def run(impl, case: Case) -> tuple[torch.Tensor, ...]:
 
 def random_like(tensors, seed):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype) for t in tensors]
+    return [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype).to(t.device) for t in tensors]
 
 
 def forward_and_grads(impl, case: Case, grad_seed=1):

@@ -2,6 +2,7 @@
 against the float64 reference on the CPU and against torch.nn on CUDA, outputs and every gradient, plus
 opcheck, CUDA-graph capture, torch.compile(mode="reduce-overhead"), side streams and determinism."""
 
+import copy
 import itertools
 
 import pytest
@@ -15,6 +16,35 @@ pytestmark = pytest.mark.cuda
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 2e-2}
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+ALGORITHMS = ["step", "persistent"]
+
+
+@pytest.fixture(autouse=True)
+def strict_float32():
+    """float32 checks are strict: no TF32 in the kernels (nor in cuDNN) unless a test asks for it."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.fixture(params=ALGORITHMS)
+def algorithm(request, monkeypatch):
+    """Forces one CUDA algorithm (FUSEDRNN_ALGO) for the test."""
+    monkeypatch.setenv("FUSEDRNN_ALGO", request.param)
+    return request.param
+
+
+def algorithm_counts():
+    return fusedrnn._C.cuda_algorithm_counts()
+
+
+def assert_ran(algorithm, before, directions=("forward", "backward")):
+    """The forced algorithm ran for every direction named (persistent: layers without projection)."""
+    after = algorithm_counts()
+    for direction in directions:
+        key = f"{direction}_{algorithm}"
+        assert after[key] > before[key], f"{key} did not run: {before} -> {after}"
 
 
 def to_cuda(case, dtype):
@@ -36,42 +66,66 @@ def check_cuda_against_reference(case, dtype, tol=None):
         assert_close_relative(a.cpu(), e, tol, f"grad of input {i}")
 
 
-SIZES = [(1, 1, 1), (7, 3, 5), (7, 1, 67), (129, 3, 256), (33, 8, 32)]
+# B=70 spans two row chunks of the persistent kernels, H=1030 gives their last block fewer units, and
+# B >= 8 takes the tensor-core product for 16-bit dtypes.
+SIZES = [(1, 1, 1), (7, 3, 5), (7, 1, 67), (129, 3, 256), (33, 8, 32), (5, 70, 40), (4, 17, 1030)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("bias,reverse,varlen", list(itertools.product([True, False], [False, True], [False, True])))
 @pytest.mark.parametrize("T,B,H", SIZES)
 @pytest.mark.parametrize("cell", CELLS)
-def test_cuda_matches_reference(cell, T, B, H, bias, reverse, varlen, dtype):
+def test_cuda_matches_reference(cell, T, B, H, bias, reverse, varlen, dtype, algorithm):
     case = make_case(cell, T, B, H + 3, H, bias=bias, reverse=reverse, varlen=varlen, seed=T + B + H)
+    before = algorithm_counts()
     check_cuda_against_reference(case, dtype)
+    assert_ran("step" if cell == "lstm_proj" else algorithm, before)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("B", [1, 16])
+def test_cuda_tf32_follows_cudnn_allow_tf32(cell, B, algorithm):
+    """With cudnn.allow_tf32 (as nn.LSTM reads it) float32 may use TF32 tensor cores: within TF32's error."""
+    torch.backends.cudnn.allow_tf32 = True
+    case = make_case(cell, 20, B, 40, 96, varlen=True, seed=B)
+    check_cuda_against_reference(case, torch.float32, tol=1e-2)
+
+
+def test_cuda_algorithm_must_be_known(monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_ALGO", "fastest")
+    case = to_cuda(make_case("gru", 3, 2, 4, 5, seed=10), torch.float32)
+    with pytest.raises(RuntimeError, match="FUSEDRNN_ALGO must be 'auto', 'step' or 'persistent', got 'fastest'"):
+        run(functional, case)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"])
-def test_cuda_modules_match_torch_nn_on_cuda(kind, dtype):
-    """Fused modules against torch.nn (cuDNN) on CUDA with copied weights: 2 layers, bidirectional, packed."""
+def test_cuda_modules_match_torch_nn_on_cuda(kind, dtype, algorithm):
+    """Fused modules and torch.nn (cuDNN) on CUDA with copied weights (2 layers, bidirectional, packed), both
+    against torch.nn in float64 on the CPU: fused within tolerance, or at most twice cuDNN's own error."""
     cls = {"lstm": torch.nn.LSTM, "lstm_proj": torch.nn.LSTM, "gru": torch.nn.GRU}.get(kind, torch.nn.RNN)
     kw = {"proj_size": 4} if kind == "lstm_proj" else {}
     if kind.startswith("rnn"):
         kw["nonlinearity"] = kind.split("_")[1]
     torch.manual_seed(0)
     plain = cls(6, 16, num_layers=2, bidirectional=True, device="cuda", dtype=dtype, **kw)
-    fused = fusedrnn.convert(plain)
+    fused = fusedrnn.convert(copy.deepcopy(plain))
+    exact = copy.deepcopy(plain).to("cpu", torch.float64)
     seqs = [torch.randn(n, 6, device="cuda", dtype=dtype) for n in (9, 7, 7, 2)]
-    packed = torch.nn.utils.rnn.pack_sequence(seqs, enforce_sorted=False)
     outs = []
-    for module in (plain, fused):
-        module.zero_grad()
+    for module in (plain, fused, exact):
+        device, mdtype = module.weight_hh_l0.device, module.weight_hh_l0.dtype
+        packed = torch.nn.utils.rnn.pack_sequence([s.to(device, mdtype) for s in seqs], enforce_sorted=False)
         out, state = module(packed)
         states = state if isinstance(state, tuple) else (state,)
-        loss = out.data.float().square().sum() + sum(s.float().sum() for s in states)
+        loss = out.data.double().square().sum() + sum(s.double().sum() for s in states)
         loss.backward()
-        outs.append([out.data.detach(), *[s.detach() for s in states], *[p.grad.clone() for p in module.parameters()]])
-    tol = 1e-4 if dtype == torch.float32 else 3e-2  # cuDNN itself is not exact in fp32 either
-    for a, e in zip(outs[1], outs[0]):
-        assert_close_relative(a.float().cpu(), e.float().cpu(), tol)
+        outs.append([t.detach().double().cpu() for t in [out.data, *states, *[p.grad for p in module.parameters()]]])
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    for i, (a, e, r) in enumerate(zip(*outs)):
+        scale = r.abs().max().clamp_min(1.0).item()
+        fused_err, cudnn_err = (a - r).abs().max().item(), (e - r).abs().max().item()
+        assert fused_err <= max(tol * scale, 2 * cudnn_err), f"tensor {i}: fused {fused_err:.2e}, cuDNN {cudnn_err:.2e}"
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -89,7 +143,7 @@ def _train_step(model, x):
     return out
 
 
-def test_cuda_graph_capture_matches_eager():
+def test_cuda_graph_capture_matches_eager(algorithm):
     torch.manual_seed(1)
     model = fusedrnn.LSTM(8, 32, num_layers=2, device="cuda")
     x = torch.randn(20, 4, 8, device="cuda")
@@ -105,8 +159,10 @@ def test_cuda_graph_capture_matches_eager():
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     model.zero_grad(set_to_none=False)
+    before = algorithm_counts()
     with torch.cuda.graph(graph):
         static_out = _train_step(model, static_x)
+    assert_ran(algorithm, before)
     for _ in range(2):
         for p in model.parameters():
             p.grad.zero_()
@@ -143,7 +199,7 @@ def test_cuda_side_stream_is_correct():
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_cuda_runs_are_bitwise_equal(cell):
+def test_cuda_runs_are_bitwise_equal(cell, algorithm):
     case = to_cuda(make_case(cell, 33, 8, 9, 67, varlen=True, seed=4), torch.bfloat16)
     first, second = forward_and_grads(functional, case), forward_and_grads(functional, case)
     for a, b in zip(first[0] + first[1], second[0] + second[1]):
@@ -183,3 +239,10 @@ def test_cuda_mixed_devices_are_rejected():
     with pytest.raises(RuntimeError, match="h0 must be on cuda:0 like x"):
         torch.ops.fusedrnn.lstm_forward(case.x, case.h0.cpu(), case.c0, case.w_ih, case.w_hh, case.b_ih, case.b_hh,
                                         None, None, False, False)
+    with torch.no_grad():
+        y, h_n, c_n, ws = torch.ops.fusedrnn.lstm_forward(case.x, case.h0, case.c0, case.w_ih, case.w_hh, case.b_ih,
+                                                          case.b_hh, None, None, False, True)
+    with pytest.raises(RuntimeError, match="grad_y must be on cuda:0 like x, got cpu"):
+        torch.ops.fusedrnn.lstm_backward(torch.randn_like(y).cpu(), torch.randn_like(h_n), torch.randn_like(c_n),
+                                         case.x, case.h0, case.c0, case.w_ih, case.w_hh, None, True, None, False,
+                                         y, ws)

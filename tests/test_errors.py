@@ -83,6 +83,10 @@ def test_backward_rejects_mismatched_grad():
         ops.rnn_backward(torch.randn_like(y), torch.randn(3, 5, dtype=torch.float64), case.x, case.h0, case.w_ih,
                          case.w_hh, True, None, False, "relu", y, ws)
 
+    with pytest.raises(RuntimeError, match="fusedrnn.rnn_backward: grad_y must have dtype torch.float64 like x, got torch.float32"):
+        ops.rnn_backward(torch.randn_like(y, dtype=torch.float32), torch.randn_like(h_n), case.x, case.h0, case.w_ih,
+                         case.w_hh, True, None, False, "relu", y, ws)
+
 
 def test_good_arguments_pass():
     y, h_n, c_n, ws = call_lstm()
