@@ -1,5 +1,6 @@
-"""Runs every CUDA kernel once on small, awkward shapes (for compute-sanitizer): each cell, dtype,
-direction, projection, varlen and inference/training path, forward and backward. Checks the results
+"""Runs every CUDA kernel once on small, awkward shapes (for compute-sanitizer): each algorithm (step-wise
+and persistent), cell, dtype, direction, projection, varlen and inference/training path, forward and
+backward. Checks the results
 against the float64 reference so that a silent wrong answer also fails; exits non-zero on any mismatch."""
 
 import itertools
@@ -23,10 +24,21 @@ def max_relative_error(actual, expected):
     return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1.0)).item()
 
 
-def main():
+def main(argv):
+    """--quick: the persistent kernels only, float32 and bfloat16, two direction/varlen combinations
+    (for racecheck, which is slow)."""
+    quick = "--quick" in argv
+    torch.backends.cudnn.allow_tf32 = False  # strict float32 (the TF32 path has its own test)
     failures = 0
-    for cell, dtype, (reverse, varlen) in itertools.product(CELLS, TOL, itertools.product([False, True], repeat=2)):
-        case = make_case(cell, 6, 3, 5, 37, reverse=reverse, varlen=varlen, seed=1)
+    # B=3 runs the FMA products, B=20 the tensor-core ones (16-bit dtypes), each under both algorithms.
+    shapes = [(6, 3, 5, 37), (4, 20, 8, 40)]
+    algorithms = ["persistent"] if quick else ["step", "persistent"]
+    dtypes = [torch.float32, torch.bfloat16] if quick else list(TOL)
+    layouts = [(False, False), (True, True)] if quick else list(itertools.product([False, True], repeat=2))
+    for algorithm, (T, B, I, H), cell, dtype, (reverse, varlen) in itertools.product(
+            algorithms, shapes, CELLS, dtypes, layouts):
+        os.environ["FUSEDRNN_ALGO"] = algorithm
+        case = make_case(cell, T, B, I, H, reverse=reverse, varlen=varlen, seed=1)
         ref_case = case.with_tensors([t.detach().to(dtype).double() for t in case.tensors()])
         cuda_case = case.with_tensors([t.detach().to(dtype).cuda() for t in case.tensors()])
         out, grads = forward_and_grads(functional, cuda_case)
@@ -37,7 +49,7 @@ def main():
         worst = max(errors)
         ok = worst <= TOL[dtype]
         failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {cell:9s} {str(dtype):15s} reverse={reverse!s:5} varlen={varlen!s:5} "
+        print(f"{'ok  ' if ok else 'FAIL'} {algorithm:10s} B={B:<2d} {cell:9s} {str(dtype):15s} reverse={reverse!s:5} varlen={varlen!s:5} "
               f"max rel err {worst:.1e}")
     torch.cuda.synchronize()
     print(f"smoke: {failures} failures")
@@ -45,4 +57,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

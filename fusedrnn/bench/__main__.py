@@ -80,8 +80,8 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="the full grid of DESIGN.md section 7")
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians)")
     parser.add_argument("--no-memory", action="store_true", help="skip the T=512 peak-memory cases")
-    parser.add_argument("--algo", choices=["auto", "stepwise", "persistent"],
-                        help="forwarded to FUSEDRNN_ALGO (this version has the step-wise CUDA path only)")
+    parser.add_argument("--algo", choices=["auto", "step", "persistent"],
+                        help="CUDA algorithm, forwarded to FUSEDRNN_ALGO (default auto)")
     parser.add_argument("--out", help="folder for <device>.json, <device>.md and <device>.png")
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--markdown", help="write the Markdown report here")

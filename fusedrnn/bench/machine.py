@@ -42,6 +42,9 @@ def describe(device: str) -> dict:
             "cudnn": torch.backends.cudnn.version(),
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "sm_count": torch.cuda.get_device_properties().multi_processor_count,
+            "grid_barrier_us": round(fusedrnn._C.cuda_barrier_microseconds(2000), 3),
+            "fusedrnn_algo": os.environ.get("FUSEDRNN_ALGO", "auto"),
         })
     return info
 
@@ -49,6 +52,7 @@ def describe(device: str) -> dict:
 def headline(info: dict) -> str:
     if info["device"] == "cuda":
         return (f"{info['gpu']}, torch {info['torch']}, CUDA {info['cuda']}, cuDNN {info['cudnn']}, "
-                f"TF32 allowed for cuDNN: {info['cudnn_allow_tf32']}; {info['date']}")
+                f"TF32 allowed for cuDNN: {info['cudnn_allow_tf32']}; fusedrnn algorithm {info['fusedrnn_algo']}, "
+                f"grid barrier {info['grid_barrier_us']} us; {info['date']}")
     return (f"{info['cpu']}, {info['torch_threads']} threads, fusedrnn CPU passes: {info['fusedrnn_cpu_isa']}, "
             f"torch {info['torch']}; {info['date']}")

@@ -17,7 +17,7 @@ def markdown_table(results) -> str:
     gpu = any(r.case.device == "cuda" for r in results)
     head = ["cell", "dtype", "T", "B", "H", "layers", "mode", "torch.nn ms", "fusedrnn ms", "speed-up"]
     if gpu:
-        head += ["torch.nn graph ms", "fusedrnn graph ms", "graph speed-up"]
+        head += ["torch.nn graph ms", "fusedrnn graph ms", "graph speed-up", "fusedrnn graph us/step", "algorithm"]
     head += ["torch.nn peak MB", "fusedrnn peak MB", "max abs err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -26,7 +26,9 @@ def markdown_table(results) -> str:
                c.mode, _ms(r.torch_ms), _ms(r.fused_ms), f"{r.speedup:.2f}x"]
         if gpu:
             gs = r.graph_speedup
-            row += [_ms(r.torch_graph_ms), _ms(r.fused_graph_ms), "n/a" if gs is None else f"{gs:.2f}x"]
+            per_step = "n/a" if r.fused_graph_ms is None else f"{r.fused_graph_ms * 1e3 / c.T:.2f}"
+            row += [_ms(r.torch_graph_ms), _ms(r.fused_graph_ms), "n/a" if gs is None else f"{gs:.2f}x", per_step,
+                    r.algorithm or "n/a"]
         row += [_mb(r.torch_peak_mb), _mb(r.fused_peak_mb), f"{r.max_abs_err:.1e}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

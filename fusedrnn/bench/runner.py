@@ -48,6 +48,7 @@ class Result:
     torch_peak_mb: float | None
     fused_peak_mb: float | None
     max_abs_err: float
+    algorithm: str | None = None  # CUDA: which fused algorithm ran (step, persistent or mixed)
 
     @property
     def speedup(self) -> float:
@@ -166,11 +167,22 @@ def peak_memory_mb(step, device) -> float | None:
     return None if grown is None else grown / 2**20
 
 
+def algorithm_of(step) -> str:
+    """Which CUDA algorithm one call of the fused step ran: step, persistent, or mixed."""
+    before = fusedrnn._C.cuda_algorithm_counts()
+    step()
+    torch.cuda.synchronize()
+    after = fusedrnn._C.cuda_algorithm_counts()
+    ran = {key.split("_")[1] for key in after if after[key] > before[key]}
+    return ran.pop() if len(ran) == 1 else "mixed"
+
+
 def run_case(case: Case, repeats: int = 10, warmup: int = 3) -> Result:
     plain, fused, x = build_pair(case)
     with torch.no_grad():
         err = (plain(x)[0].float() - fused(x)[0].float()).abs().max().item()
     steps = {"torch": make_step(plain, x, case.mode), "fused": make_step(fused, x, case.mode)}
+    algorithm = algorithm_of(steps["fused"]) if case.device == "cuda" else None
     peaks = {name: peak_memory_mb(step, case.device) for name, step in steps.items()}
     timer = _time_cuda if case.device == "cuda" else _time_cpu
     for _ in range(warmup):
@@ -190,4 +202,4 @@ def run_case(case: Case, repeats: int = 10, warmup: int = 3) -> Result:
                     graph_times[name].append(_time_cuda(replay))
         graph_ms = {name: statistics.median(t) if t else None for name, t in graph_times.items()}
     return Result(case, statistics.median(times["torch"]), statistics.median(times["fused"]), graph_ms["torch"],
-                  graph_ms["fused"], peaks["torch"], peaks["fused"], err)
+                  graph_ms["fused"], peaks["torch"], peaks["fused"], err, algorithm)
