@@ -73,7 +73,10 @@ def sources(pattern):
 
 
 def extension():
-    cxx_flags = ["-O3", "-std=c++20"]
+    # -fopenmp: at::parallel_for is a header template whose "#pragma omp parallel" is compiled here;
+    # without the flag it silently runs on one thread. Linking resolves to torch's own libgomp.so.1.
+    cxx_flags = ["-O3", "-std=c++20", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     common = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp") + sources("csrc/bindings/*.cpp")
     include_dirs = [os.path.join(HERE, "csrc")]
     if not want_cuda():
@@ -84,6 +87,7 @@ def extension():
             cpu_only,
             include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_flags,
         )
     print(f"fusedrnn: building the CPU and CUDA ops for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}",
           flush=True)
@@ -95,6 +99,7 @@ def extension():
         with_cuda + sources("csrc/cuda/*.cu"),
         include_dirs=include_dirs + cuda_includes,
         library_dirs=cuda_libs,
+        extra_link_args=link_flags,
         extra_compile_args={
             "cxx": cxx_flags + define,
             "nvcc": ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"] + define,

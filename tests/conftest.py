@@ -25,9 +25,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(params=["default", "avx2"])
+@pytest.fixture(params=["default", "avx2", "avx512"])
 def cpu_isa(request):
-    """Runs a test once per instruction set of the CPU passes (the portable build and AVX2+FMA)."""
+    """Runs a test once per instruction set of the CPU kernels (the portable build, AVX2+FMA, AVX-512)."""
     before = fusedrnn._C.cpu_isa()
     if not fusedrnn._C.set_cpu_isa(request.param):
         pytest.skip(f"this CPU lacks {request.param}")

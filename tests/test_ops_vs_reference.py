@@ -113,18 +113,20 @@ def test_non_contiguous_inputs():
         assert_close_relative(a, e, 1e-10)
 
 
-def test_instruction_sets_agree():
-    """The AVX2 passes and the portable passes compute the same function (to rounding)."""
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_instruction_sets_agree(isa):
+    """The vectorised kernels and the portable ones compute the same function (to rounding)."""
     import fusedrnn
     before = fusedrnn._C.cpu_isa()
-    if not fusedrnn._C.set_cpu_isa("avx2"):
-        pytest.skip("this CPU lacks AVX2")
+    if not fusedrnn._C.set_cpu_isa(isa):
+        pytest.skip(f"this CPU lacks {isa}")
     try:
+        assert fusedrnn._C.cpu_isa() == isa
         case = make_case("lstm", 9, 4, 5, 37, varlen=True, seed=14).to(torch.float32)
-        avx2 = forward_and_grads(functional, case)
+        vectorised = forward_and_grads(functional, case)
         assert fusedrnn._C.set_cpu_isa("default") and fusedrnn._C.cpu_isa() == "default"
         portable = forward_and_grads(functional, case)
     finally:
         fusedrnn._C.set_cpu_isa(before)
-    for a, b in zip(avx2[0] + avx2[1], portable[0] + portable[1]):
+    for a, b in zip(vectorised[0] + vectorised[1], portable[0] + portable[1]):
         assert_close_relative(a, b, 1e-5)

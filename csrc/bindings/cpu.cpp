@@ -36,8 +36,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_cpu(
       check_layer_inputs("lstm_forward", kLstmGates, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [y, h_n, c_n, workspace] =
-      cpu::lstm_forward(as_packed(acc(x), s), acc(h0), acc(c0), acc(w_ih), acc(w_hh), acc(b_ih), acc(b_hh),
-                        acc(w_hr), batch_sizes_vector(batch_sizes, s), reverse, training);
+      cpu::lstm_forward(as_packed(acc(x), s), acc(h0), acc(c0), acc(w_ih), acc(w_hh), w_ih, w_hh, acc(b_ih),
+                        acc(b_hh), acc(w_hr), batch_sizes_vector(batch_sizes, s), reverse, training);
   const auto dtype = x.scalar_type();
   return {as_layout(y, s, dtype), h_n.to(dtype), c_n.to(dtype), workspace};
 }
@@ -53,7 +53,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr] = cpu::lstm_backward(
       as_packed(acc(grad_y), s), acc(grad_hn), acc(grad_cn), as_packed(acc(x), s), acc(h0), acc(c0), acc(w_ih),
-      acc(w_hh), acc(w_hr), has_bias, batch_sizes_vector(batch_sizes, s), reverse, as_packed(acc(y), s),
+      acc(w_hh), w_hh, acc(w_hr), has_bias, batch_sizes_vector(batch_sizes, s), reverse, as_packed(acc(y), s),
       workspace.contiguous());
   const auto dtype = x.scalar_type();
   return {as_layout(dx, s, dtype), dh0.to(dtype), dc0.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype),
@@ -66,8 +66,8 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_cpu(const Tensor& x, const Tensor
   const LayerShape s = check_layer_inputs("gru_forward", kGruGates, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
                                           std::nullopt, batch_sizes);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
-  auto [y, h_n, workspace] = cpu::gru_forward(as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), acc(b_ih),
-                                              acc(b_hh), batch_sizes_vector(batch_sizes, s), reverse, training);
+  auto [y, h_n, workspace] = cpu::gru_forward(as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), w_ih, w_hh,
+                                              acc(b_ih), acc(b_hh), batch_sizes_vector(batch_sizes, s), reverse, training);
   const auto dtype = x.scalar_type();
   return {as_layout(y, s, dtype), h_n.to(dtype), workspace};
 }
@@ -81,7 +81,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_cpu(
   check_backward_inputs("gru_backward", s, x, grad_y, grad_hn, nullptr, y, workspace, kGruWorkspaceCols * s.H);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [dx, dh0, dw_ih, dw_hh, db_ih, db_hh] = cpu::gru_backward(
-      as_packed(acc(grad_y), s), acc(grad_hn), as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), has_bias,
+      as_packed(acc(grad_y), s), acc(grad_hn), as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), w_hh, has_bias,
       batch_sizes_vector(batch_sizes, s), reverse, as_packed(acc(y), s), workspace.contiguous());
   const auto dtype = x.scalar_type();
   return {as_layout(dx, s, dtype), dh0.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db_ih.to(dtype),
@@ -96,8 +96,8 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_cpu(const Tensor& x, const Tensor
   const LayerShape s =
       check_layer_inputs("rnn_forward", 1, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, std::nullopt, batch_sizes);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
-  auto [y, h_n, workspace] = cpu::rnn_forward(as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), acc(b_ih),
-                                              acc(b_hh), batch_sizes_vector(batch_sizes, s), reverse, act, training);
+  auto [y, h_n, workspace] = cpu::rnn_forward(as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), w_ih, w_hh,
+                                              acc(b_ih), acc(b_hh), batch_sizes_vector(batch_sizes, s), reverse, act, training);
   const auto dtype = x.scalar_type();
   return {as_layout(y, s, dtype), h_n.to(dtype), workspace};
 }
@@ -112,7 +112,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(
   check_backward_inputs("rnn_backward", s, x, grad_y, grad_hn, nullptr, y, workspace, s.H);
   const ToAccumulate acc{accumulate_dtype(x.scalar_type())};
   auto [dx, dh0, dw_ih, dw_hh, db_ih, db_hh] = cpu::rnn_backward(
-      as_packed(acc(grad_y), s), acc(grad_hn), as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), has_bias,
+      as_packed(acc(grad_y), s), acc(grad_hn), as_packed(acc(x), s), acc(h0), acc(w_ih), acc(w_hh), w_hh, has_bias,
       batch_sizes_vector(batch_sizes, s), reverse, act, as_packed(acc(y), s), workspace.contiguous());
   const auto dtype = x.scalar_type();
   return {as_layout(dx, s, dtype), dh0.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db_ih.to(dtype),

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 
 #ifdef FUSEDRNN_WITH_CUDA
@@ -63,23 +64,30 @@ PyObject* cuda_barrier_microseconds(PyObject*, PyObject* arg) {
 #endif
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "default"; }
-
-PyObject* cpu_isa(PyObject*, PyObject*) { return PyUnicode_FromString(isa_name(fusedrnn::cpu::active_isa())); }
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  return PyUnicode_FromString(fusedrnn::cpu::isa_name(fusedrnn::cpu::active_isa()));
+}
 
 PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
   if (name == nullptr) return nullptr;
-  Isa isa;
-  if (std::strcmp(name, "default") == 0) {
-    isa = Isa::Default;
-  } else if (std::strcmp(name, "avx2") == 0) {
-    isa = Isa::Avx2;
-  } else {
-    PyErr_Format(PyExc_ValueError, "cpu isa must be 'default' or 'avx2', got '%s'", name);
-    return nullptr;
+  for (Isa isa : {Isa::Default, Isa::Avx2, Isa::Avx512}) {
+    if (std::strcmp(name, fusedrnn::cpu::isa_name(isa)) == 0) return PyBool_FromLong(fusedrnn::cpu::set_active_isa(isa));
   }
-  return PyBool_FromLong(fusedrnn::cpu::set_active_isa(isa));
+  PyErr_Format(PyExc_ValueError, "cpu isa must be 'default', 'avx2' or 'avx512', got '%s'", name);
+  return nullptr;
+}
+
+// Counters of the CPU packed-weight cache: {"packs", "hits", "entries"}.
+PyObject* cpu_weight_cache_stats(PyObject*, PyObject*) {
+  const auto s = fusedrnn::cpu::panel_cache_stats();
+  return Py_BuildValue("{s:L,s:L,s:L}", "packs", static_cast<long long>(s.packs), "hits",
+                       static_cast<long long>(s.hits), "entries", static_cast<long long>(s.entries));
+}
+
+PyObject* clear_cpu_weight_cache(PyObject*, PyObject*) {
+  fusedrnn::cpu::clear_panel_cache();
+  Py_RETURN_NONE;
 }
 
 PyMethodDef methods[] = {
@@ -89,8 +97,13 @@ PyMethodDef methods[] = {
      "Layer directions run by each CUDA algorithm since import: {forward,backward}_{step,persistent}."},
     {"cuda_barrier_microseconds", cuda_barrier_microseconds, METH_O,
      "Microseconds per grid-wide barrier (cooperative launch, one block per SM) over N barriers."},
-    {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set of the CPU passes in use: 'avx2' or 'default'."},
-    {"set_cpu_isa", set_cpu_isa, METH_O, "Use the CPU passes of 'avx2' or 'default'; False if the CPU lacks it."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set of the CPU kernels in use: 'avx512', 'avx2' or 'default'."},
+    {"set_cpu_isa", set_cpu_isa, METH_O,
+     "Use the CPU kernels of 'avx512', 'avx2' or 'default'; False if the CPU lacks it."},
+    {"cpu_weight_cache_stats", cpu_weight_cache_stats, METH_NOARGS,
+     "Packed recurrent weights of the CPU kernels: {'packs', 'hits', 'entries'} since import."},
+    {"clear_cpu_weight_cache", clear_cpu_weight_cache, METH_NOARGS,
+     "Drops every cached packing of recurrent weights (needed only after writes that bypass the version counter)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "fusedrnn native ops", -1, methods};

@@ -1,4 +1,4 @@
-// The fused passes compiled for AVX2 + FMA: ATen's 256-bit Vectorized (Sleef exp/tanh). Only called
+// The CPU kernels compiled for AVX2 + FMA: ATen's 256-bit Vectorized (Sleef exp/tanh). Only called
 // on CPUs that report both (passes_dispatch.cpp). The extension builds every file with one set of
 // flags, so the target is set here, before any header; the feature macros tell sleef.h (which ATen's
 // 256-bit exp/tanh call) to declare its AVX2 entry points, as -mavx2 -mfma would.

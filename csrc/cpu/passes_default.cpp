@@ -1,4 +1,4 @@
-// The fused passes for any x86-64 (or other) CPU: compiled with the extension's default flags.
+// The CPU kernels for any x86-64 (or other) CPU: compiled with the extension's default flags.
 #define FUSEDRNN_ISA isa_default
 #include "cpu/passes_impl.h"
 

@@ -1,89 +1,213 @@
-// Definitions of the fused per-step passes, included once per instruction set by passes_*.cpp with
+// Definitions of the CPU step kernels, included once per instruction set by passes_*.cpp with
 // FUSEDRNN_ISA naming a namespace of its own (the instantiations must not merge across ISAs).
-// Each pass reads one step's GEMM results, applies cell_math.h with SIMD vectors and writes the
-// new state, the output and the workspace.
+//
+// The recurrent product is a register-tiled small GEMM over packed panels (step_args.h): a tile of
+// R rows x NV vectors of accumulators stays in registers for the whole inner dimension, one panel
+// row (NV vectors) is loaded per k and each row's h value broadcast. A forward tile holds every
+// gate of its hidden units, so the gate math (cell_math.h) runs on the accumulators directly and the
+// step's h W_hh^T never goes to memory.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cpu/passes.h"
 
 namespace fusedrnn::cpu::FUSEDRNN_ISA {
 
 template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+template <typename T>
 struct VecMath {
-  using V = at::vec::Vectorized<T>;
+  using V = Vec<T>;
   static V sigmoid(V x) { return V(T(1)) / (V(T(1)) + x.neg().exp()); }
   static V tanh(V x) { return x.tanh(); }
   static V relu(V x) { return at::vec::maximum(x, V(T(0))); }  // propagates NaN like torch.relu
   static V relu_grad(V y) { return y.gt(V(T(0))); }            // 1 where y > 0, else 0
 };
 
-// n lanes (n <= V::size()) from p + j; zeros when p is null (an absent bias).
+// n lanes (n <= L) from p + j; zeros when p is null (an absent bias or gradient).
 template <typename T>
-inline at::vec::Vectorized<T> load(const T* p, int64_t j, int64_t n) {
-  using V = at::vec::Vectorized<T>;
-  return p ? V::loadu(p + j, n) : V(T(0));
+inline Vec<T> load(const T* p, int64_t j, int64_t n) {
+  return p ? Vec<T>::loadu(p + j, n) : Vec<T>(T(0));
 }
 
 template <typename T>
-inline void store(const at::vec::Vectorized<T>& v, T* p, int64_t j, int64_t n) {
+inline void store(const Vec<T>& v, T* p, int64_t j, int64_t n) {
   v.store(p + j, static_cast<int>(n));
 }
 
-// f(j, n) over the columns [0, width) in SIMD-wide chunks; the last chunk may be partial.
+// f(j, n) over the columns [begin, end) in SIMD-wide chunks; the last chunk may be partial.
 template <typename T, typename F>
-inline void for_each_vector(int64_t width, const F& f) {
-  constexpr int64_t lanes = at::vec::Vectorized<T>::size();
-  for (int64_t j = 0; j < width; j += lanes) f(j, std::min(lanes, width - j));
+inline void for_each_vector(int64_t begin, int64_t end, const F& f) {
+  constexpr int64_t lanes = Vec<T>::size();
+  for (int64_t j = begin; j < end; j += lanes) f(j, std::min(lanes, end - j));
 }
 
+// Vector registers: 32 with AVX-512, 16 with AVX2 (and the portable build, which has fewer still).
 template <typename T>
-void lstm_forward_rows(const LstmForwardStep<T>& p, int64_t begin, int64_t end) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* xproj = p.xproj + r * kLstmGates * H;
-    const T* hh = p.hh + r * kLstmGates * H;
-    T* c = p.c + r * H;
-    T* h = p.h + r * H;
-    T* y = p.y ? p.y + r * H : nullptr;
-    T* ws = p.workspace ? p.workspace + r * kLstmWorkspaceCols * H : nullptr;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      auto pre = [&](int gate) {
-        const int64_t col = gate * H + j;
-        return load(xproj, col, n) + load(hh, col, n) + load(p.b_hh, col, n);
-      };
-      const auto a = lstm_cell_forward<M>(pre(0), pre(1), pre(2), pre(3), load(c, j, n));
-      store(a.c, c, j, n);
-      store(a.h, h, j, n);
-      if (y) store(a.h, y, j, n);
-      if (ws) {
-        store(a.i, ws, j, n);
-        store(a.f, ws, H + j, n);
-        store(a.g, ws, 2 * H + j, n);
-        store(a.o, ws, 3 * H + j, n);
-        store(a.c, ws, 4 * H + j, n);
-      }
+constexpr int kVectorRegisters = sizeof(Vec<T>) >= 64 ? 32 : 16;
+
+// Rows per register tile with NV vectors per row: R * NV accumulators + NV weights + 1 broadcast.
+template <typename T, int NV>
+constexpr int kTileRows = std::min(8, std::max(1, (kVectorRegisters<T> - NV - 1) / NV));
+
+// acc[r][v] = sum over k of a[r][k] * panel[k][v][:]; panel: [k_size, NV, L].
+template <typename T, int R, int NV>
+inline void tile_product(const T* const (&a)[R], const T* panel, int64_t k_size, Vec<T> (&acc)[R][NV]) {
+  constexpr int L = Vec<T>::size();
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>(T(0));
+  }
+  for (int64_t k = 0; k < k_size; ++k) {
+    const T* w = panel + k * NV * L;
+    Vec<T> wv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) wv[v] = Vec<T>::loadu(w + v * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Vec<T> ar(a[r][k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = at::vec::fmadd(ar, wv[v], acc[r][v]);
+    }
+  }
+}
+
+// tile(std::integral_constant<int, R>, r0) for the last n (< full tile) rows from r0.
+template <int R, typename F>
+inline void remainder_tile(int64_t n, int64_t r0, const F& tile) {
+  if constexpr (R >= 1) {
+    if (n == R) {
+      tile(std::integral_constant<int, R>{}, r0);
+    } else {
+      remainder_tile<R - 1>(n, r0, tile);
+    }
+  }
+}
+
+// tile(std::integral_constant<int, R>, r0) over rows [0, rows) in tiles of MR rows, then one smaller.
+template <int MR, typename F>
+inline void for_each_row_tile(int64_t rows, const F& tile) {
+  int64_t r = 0;
+  for (; r + MR <= rows; r += MR) tile(std::integral_constant<int, MR>{}, r);
+  if (r < rows) remainder_tile<MR - 1>(rows - r, r, tile);
+}
+
+// For panels [panel_begin, panel_end) and every row of the step: the h-side product in registers,
+// then epilogue(row, panel, acc) with acc: Vec<T>[NV], the row's product for that panel.
+template <typename T, int NV, typename Epilogue>
+inline void forward_panels(int64_t rows, const RecurrentProduct<T>& product, int64_t panel_begin,
+                           int64_t panel_end, const Epilogue& epilogue) {
+  constexpr int L = Vec<T>::size();
+  constexpr int MR = kTileRows<T, NV>;
+  for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
+    const T* w = product.panels + panel * product.k * NV * L;
+    for_each_row_tile<MR>(rows, [&](auto tile_rows, int64_t r0) {
+      constexpr int R = decltype(tile_rows)::value;
+      const T* a[R];
+      for (int r = 0; r < R; ++r) a[r] = product.h_prev.row(r0 + r);
+      Vec<T> acc[R][NV];
+      tile_product<T, R, NV>(a, w, product.k, acc);
+      for (int r = 0; r < R; ++r) epilogue(r0 + r, panel, acc[r]);
     });
   }
 }
 
 template <typename T>
-void lstm_backward_rows(const LstmBackwardStep<T>& p, int64_t begin, int64_t end) {
+void lstm_forward(const LstmForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
+  using M = VecMath<T>;
+  constexpr int64_t L = Vec<T>::size();
+  const int64_t H = p.hidden;
+  forward_panels<T, kLstmGates>(
+      p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kLstmGates]) {
+        const int64_t j = panel * L, n = std::min(L, H - j);
+        const T* xproj = p.xproj + r * kLstmGates * H;
+        auto pre = [&](int gate) {
+          const int64_t col = gate * H + j;
+          return hh[gate] + load(xproj, col, n) + load(p.b_ih, col, n) + load(p.b_hh, col, n);
+        };
+        T* c = p.c + r * H;
+        const auto a = lstm_cell_forward<M>(pre(0), pre(1), pre(2), pre(3), load(c, j, n));
+        store(a.c, c, j, n);
+        store(a.h, p.h + r * H, j, n);
+        if (p.y) store(a.h, p.y + r * H, j, n);
+        if (p.workspace) {
+          T* ws = p.workspace + r * kLstmWorkspaceCols * H;
+          store(a.i, ws, j, n);
+          store(a.f, ws, H + j, n);
+          store(a.g, ws, 2 * H + j, n);
+          store(a.o, ws, 3 * H + j, n);
+          store(a.c, ws, 4 * H + j, n);
+        }
+      });
+}
+
+template <typename T>
+void gru_forward(const GruForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
+  using M = VecMath<T>;
+  constexpr int64_t L = Vec<T>::size();
+  const int64_t H = p.hidden;
+  forward_panels<T, kGruGates>(
+      p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kGruGates]) {
+        const int64_t j = panel * L, n = std::min(L, H - j);
+        const T* xproj = p.xproj + r * kGruGates * H;
+        auto input_side = [&](int gate) { return load(xproj, gate * H + j, n) + load(p.b_ih, gate * H + j, n); };
+        auto hidden_side = [&](int gate) { return hh[gate] + load(p.b_hh, gate * H + j, n); };
+        const auto hn = hidden_side(2);
+        const auto a = gru_cell_forward<M>(input_side(0), input_side(1), input_side(2), hidden_side(0),
+                                           hidden_side(1), hn, load(p.product.h_prev.row(r), j, n));
+        store(a.h, p.h + r * H, j, n);
+        store(a.h, p.y + r * H, j, n);
+        if (p.workspace) {
+          T* ws = p.workspace + r * kGruWorkspaceCols * H;
+          store(a.r, ws, j, n);
+          store(a.z, ws, H + j, n);
+          store(a.n, ws, 2 * H + j, n);
+          store(hn, ws, 3 * H + j, n);
+        }
+      });
+}
+
+template <typename T>
+void rnn_forward(const RnnForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
+  using M = VecMath<T>;
+  constexpr int64_t L = Vec<T>::size();
+  constexpr int blocks = forward_panel_blocks(1);
+  const int64_t H = p.hidden;
+  forward_panels<T, blocks>(
+      p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[blocks]) {
+        for (int b = 0; b < blocks; ++b) {
+          const int64_t j = (panel * blocks + b) * L;
+          if (j >= H) break;
+          const int64_t n = std::min(L, H - j);
+          const auto pre = hh[b] + load(p.xproj + r * H, j, n) + load(p.b_ih, j, n) + load(p.b_hh, j, n);
+          const auto out = rnn_cell_forward<M>(pre, p.act);
+          store(out, p.h + r * H, j, n);
+          store(out, p.y + r * H, j, n);
+          if (p.workspace) store(out, p.workspace + r * H, j, n);
+        }
+      });
+}
+
+template <typename T>
+void lstm_backward(const LstmBackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
   using M = VecMath<T>;
   const int64_t H = p.hidden;
-  for (int64_t r = begin; r < end; ++r) {
+  for (int64_t r = 0; r < p.rows; ++r) {
     const T* dh = p.dh + r * H;
+    const T* grad_y = p.grad_y ? p.grad_y + r * H : nullptr;
     T* dc = p.dc + r * H;
     const T* ws = p.workspace + r * kLstmWorkspaceCols * H;
     const T* c_prev = p.c_prev.row(r);
     T* dgates = p.dgates + r * kLstmGates * H;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      const auto d = lstm_cell_backward<M>(load(dh, j, n), load(dc, j, n), load(ws, j, n), load(ws, H + j, n),
-                                           load(ws, 2 * H + j, n), load(ws, 3 * H + j, n),
+    for_each_vector<T>(unit_begin, unit_end, [&](int64_t j, int64_t n) {
+      const auto d = lstm_cell_backward<M>(load(dh, j, n) + load(grad_y, j, n), load(dc, j, n), load(ws, j, n),
+                                           load(ws, H + j, n), load(ws, 2 * H + j, n), load(ws, 3 * H + j, n),
                                            load(ws, 4 * H + j, n), load(c_prev, j, n));
       store(d.pre_i, dgates, j, n);
       store(d.pre_f, dgates, H + j, n);
@@ -95,44 +219,18 @@ void lstm_backward_rows(const LstmBackwardStep<T>& p, int64_t begin, int64_t end
 }
 
 template <typename T>
-void gru_forward_rows(const GruForwardStep<T>& p, int64_t begin, int64_t end) {
+void gru_backward(const GruBackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
   using M = VecMath<T>;
   const int64_t H = p.hidden;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* xproj = p.xproj + r * kGruGates * H;
-    const T* hh = p.hh + r * kGruGates * H;
-    T* h = p.h + r * H;
-    T* y = p.y + r * H;
-    T* ws = p.workspace ? p.workspace + r * kGruWorkspaceCols * H : nullptr;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      auto hidden_side = [&](int gate) { return load(hh, gate * H + j, n) + load(p.b_hh, gate * H + j, n); };
-      const auto hn = hidden_side(2);
-      const auto a = gru_cell_forward<M>(load(xproj, j, n), load(xproj, H + j, n), load(xproj, 2 * H + j, n),
-                                         hidden_side(0), hidden_side(1), hn, load(h, j, n));
-      store(a.h, h, j, n);
-      store(a.h, y, j, n);
-      if (ws) {
-        store(a.r, ws, j, n);
-        store(a.z, ws, H + j, n);
-        store(a.n, ws, 2 * H + j, n);
-        store(hn, ws, 3 * H + j, n);
-      }
-    });
-  }
-}
-
-template <typename T>
-void gru_backward_rows(const GruBackwardStep<T>& p, int64_t begin, int64_t end) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  for (int64_t r = begin; r < end; ++r) {
+  for (int64_t r = 0; r < p.rows; ++r) {
     T* dh = p.dh + r * H;
+    const T* grad_y = p.grad_y ? p.grad_y + r * H : nullptr;
     const T* ws = p.workspace + r * kGruWorkspaceCols * H;
     const T* h_prev = p.h_prev.row(r);
     T* dih = p.dgates_ih + r * kGruGates * H;
     T* dhh = p.dgates_hh + r * kGruGates * H;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      const auto d = gru_cell_backward<M>(load(dh, j, n), load(ws, j, n), load(ws, H + j, n),
+    for_each_vector<T>(unit_begin, unit_end, [&](int64_t j, int64_t n) {
+      const auto d = gru_cell_backward<M>(load(dh, j, n) + load(grad_y, j, n), load(ws, j, n), load(ws, H + j, n),
                                           load(ws, 2 * H + j, n), load(ws, 3 * H + j, n), load(h_prev, j, n));
       store(d.pre_r, dih, j, n);
       store(d.pre_z, dih, H + j, n);
@@ -146,42 +244,50 @@ void gru_backward_rows(const GruBackwardStep<T>& p, int64_t begin, int64_t end) 
 }
 
 template <typename T>
-void rnn_forward_rows(const RnnForwardStep<T>& p, int64_t begin, int64_t end) {
+void rnn_backward(const RnnBackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
   using M = VecMath<T>;
   const int64_t H = p.hidden;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* xproj = p.xproj + r * H;
-    const T* hh = p.hh + r * H;
-    T* h = p.h + r * H;
-    T* y = p.y + r * H;
-    T* ws = p.workspace ? p.workspace + r * H : nullptr;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      const auto out = rnn_cell_forward<M>(load(xproj, j, n) + load(hh, j, n) + load(p.b_hh, j, n), p.act);
-      store(out, h, j, n);
-      store(out, y, j, n);
-      if (ws) store(out, ws, j, n);
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const T* dh = p.dh + r * H;
+    const T* grad_y = p.grad_y ? p.grad_y + r * H : nullptr;
+    const T* ws = p.workspace + r * H;
+    T* dpre = p.dpre + r * H;
+    for_each_vector<T>(unit_begin, unit_end, [&](int64_t j, int64_t n) {
+      store(rnn_cell_backward<M>(load(dh, j, n) + load(grad_y, j, n), load(ws, j, n), p.act), dpre, j, n);
     });
   }
 }
 
 template <typename T>
-void rnn_backward_rows(const RnnBackwardStep<T>& p, int64_t begin, int64_t end) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* dh = p.dh + r * H;
-    const T* ws = p.workspace + r * H;
-    T* dpre = p.dpre + r * H;
-    for_each_vector<T>(H, [&](int64_t j, int64_t n) {
-      store(rnn_cell_backward<M>(load(dh, j, n), load(ws, j, n), p.act), dpre, j, n);
+void column_product(const ColumnProduct<T>& p, int64_t panel_begin, int64_t panel_end) {
+  constexpr int64_t L = Vec<T>::size();
+  constexpr int NV = kPanelVectors;
+  constexpr int MR = kTileRows<T, NV>;
+  for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
+    const T* w = p.panels + panel * p.k * NV * L;
+    for_each_row_tile<MR>(p.rows, [&](auto tile_rows, int64_t r0) {
+      constexpr int R = decltype(tile_rows)::value;
+      const T* a[R];
+      for (int r = 0; r < R; ++r) a[r] = p.a + (r0 + r) * p.lda;
+      Vec<T> acc[R][NV];
+      tile_product<T, R, NV>(a, w, p.k, acc);
+      for (int r = 0; r < R; ++r) {
+        T* out = p.out + (r0 + r) * p.ldo;
+        for (int v = 0; v < NV; ++v) {
+          const int64_t j = (panel * NV + v) * L;
+          if (j >= p.cols) break;
+          const int64_t n = std::min(L, p.cols - j);
+          store(p.accumulate ? acc[r][v] + load(out, j, n) : acc[r][v], out, j, n);
+        }
+      }
     });
   }
 }
 
 template <typename T>
 StepPasses<T> make_step_passes() {
-  return {&lstm_forward_rows<T>, &lstm_backward_rows<T>, &gru_forward_rows<T>,
-          &gru_backward_rows<T>, &rnn_forward_rows<T>,   &rnn_backward_rows<T>};
+  return {Vec<T>::size(),   &lstm_forward<T>,  &gru_forward<T>,  &rnn_forward<T>,
+          &lstm_backward<T>, &gru_backward<T>, &rnn_backward<T>, &column_product<T>};
 }
 
 }  // namespace fusedrnn::cpu::FUSEDRNN_ISA

@@ -1,9 +1,11 @@
-// CPU vanilla RNN (tanh or relu): per step one GEMM for h W_hh^T and one fused SIMD pass;
-// backward mirrors it in reverse.
+// CPU vanilla RNN (tanh or relu): the structure of lstm.cpp with one gate, so a forward panel holds
+// four blocks of hidden units.
 #include "cpu/layers.h"
 #include "bindings/sequence.h"
-#include "cpu/parallel.h"
+#include "cpu/input_product.h"
+#include "cpu/packed_weights.h"
 #include "cpu/passes.h"
+#include "cpu/team.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -11,62 +13,76 @@ namespace {
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
-    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-    const OptTensor& b_hh, const std::vector<int64_t>& batch_sizes, bool reverse, Activation act, bool training) {
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_ih_source,
+    const Tensor& w_hh_source, const OptTensor& b_ih, const OptTensor& b_hh, const std::vector<int64_t>& batch_sizes, bool reverse,
+    Activation act, bool training) {
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
   const auto steps = make_schedule(batch_sizes.data(), static_cast<int64_t>(batch_sizes.size()), reverse);
+  const StepPasses<T>& kernels = step_passes<T>();
+  const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, 1, kernels.lanes, !training);
 
-  const Tensor xproj = input_projection(x, w_ih, b_ih);  // [N, H]
+  const Tensor xproj = input_product<T>(x, w_ih, w_ih_source, !training);  // [N, H], no bias
   Tensor y = at::empty({N, H}, x.options());
-  Tensor h = h0.clone();  // [B, H]
+  Tensor h = h0.clone();  // [B, H]: final hidden state
   Tensor workspace = training ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
-  Tensor hh = at::empty({B, H}, x.options());
-  const Tensor w_hh_t = w_hh.t();
 
-  for (const Step& s : steps) {
-    mm_into(hh.narrow(0, 0, s.rows), h.narrow(0, 0, s.rows), w_hh_t);
-    RnnForwardStep<T> p{};
-    p.rows = s.rows;
-    p.hidden = H;
-    p.act = act;
-    p.xproj = xproj.data_ptr<T>() + s.offset * H;
-    p.hh = hh.data_ptr<T>();
-    p.b_hh = data_or_null<T>(b_hh);
-    p.h = h.data_ptr<T>();
-    p.y = y.data_ptr<T>() + s.offset * H;
-    p.workspace = training ? workspace.data_ptr<T>() + s.offset * H : nullptr;
-    const auto pass = step_passes<T>().rnn_forward;
-    parallel_rows(s.rows, H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
-  }
+  const int64_t pieces = panels.size(0);
+  const int64_t slots = team_slots(pieces, B * H * H);
+  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
+    for (const Step& s : steps) {
+      RnnForwardStep<T> p{};
+      p.rows = s.rows;
+      p.hidden = H;
+      p.act = act;
+      p.product = {panels.data_ptr<T>(), H,
+                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H}};
+      p.xproj = xproj.data_ptr<T>() + s.offset * H;
+      p.b_ih = data_or_null<T>(b_ih);
+      p.b_hh = data_or_null<T>(b_hh);
+      p.h = h.data_ptr<T>();
+      p.y = y.data_ptr<T>() + s.offset * H;
+      p.workspace = training ? workspace.data_ptr<T>() + s.offset * H : nullptr;
+      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.rnn_forward(p, sh.begin, sh.end); });
+      team.sync();
+    }
+  });
   return {y, h, workspace};
 }
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
     const Tensor& grad_y, const Tensor& grad_hn, const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-    const Tensor& w_hh, bool has_bias, const std::vector<int64_t>& batch_sizes, bool reverse, Activation act,
-    const Tensor& y, const Tensor& workspace) {
-  const int64_t N = x.size(0), H = h0.size(1);
+    const Tensor& w_hh, const Tensor& w_hh_source, bool has_bias, const std::vector<int64_t>& batch_sizes,
+    bool reverse, Activation act, const Tensor& y, const Tensor& workspace) {
+  const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
   const auto steps = make_schedule(batch_sizes.data(), static_cast<int64_t>(batch_sizes.size()), reverse);
+  const StepPasses<T>& kernels = step_passes<T>();
+  const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::Columns, 1, kernels.lanes, false);
 
   Tensor dpre = at::empty({N, H}, x.options());
   Tensor dh = grad_hn.clone();  // [B, H]
 
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    const Step& s = *it;
-    Tensor dh_rows = dh.narrow(0, 0, s.rows);
-    dh_rows.add_(grad_y.narrow(0, s.offset, s.rows));
-    RnnBackwardStep<T> p{};
-    p.rows = s.rows;
-    p.hidden = H;
-    p.act = act;
-    p.dh = dh_rows.data_ptr<T>();
-    p.workspace = workspace.data_ptr<T>() + s.offset * H;
-    p.dpre = dpre.data_ptr<T>() + s.offset * H;
-    const auto pass = step_passes<T>().rnn_backward;
-    parallel_rows(s.rows, H, [&](int64_t begin, int64_t end) { pass(p, begin, end); });
-    mm_into(dh_rows, dpre.narrow(0, s.offset, s.rows), w_hh);
-  }
+  const int64_t pieces = panels.size(0), panel_units = kPanelVectors * kernels.lanes;
+  const int64_t slots = team_slots(pieces, B * H * H);
+  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+      const Step& s = *it;
+      RnnBackwardStep<T> p{};
+      p.rows = s.rows;
+      p.hidden = H;
+      p.act = act;
+      p.dh = dh.data_ptr<T>();
+      p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
+      p.workspace = workspace.data_ptr<T>() + s.offset * H;
+      p.dpre = dpre.data_ptr<T>() + s.offset * H;
+      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) {
+        kernels.rnn_backward(p, sh.begin * panel_units, std::min(H, sh.end * panel_units));
+      });
+      team.sync();
+      const ColumnProduct<T> q{s.rows, H, H, p.dpre, H, panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
+      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
+    }
+  });
 
   const Tensor h_prev = gather_prev_state(y, h0, steps);
   LinearGrads g = linear_grads(dpre, dpre, x, h_prev, w_ih, has_bias);
@@ -76,20 +92,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
 }  // namespace
 
 std::tuple<Tensor, Tensor, Tensor> rnn_forward(
-    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-    const OptTensor& b_hh, const std::vector<int64_t>& batch_sizes, bool reverse, Activation act, bool training) {
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_ih_source,
+    const Tensor& w_hh_source, const OptTensor& b_ih, const OptTensor& b_hh, const std::vector<int64_t>& batch_sizes, bool reverse,
+    Activation act, bool training) {
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_rnn_forward_cpu", [&] {
-    return rnn_forward_typed<scalar_t>(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, act, training);
+    return rnn_forward_typed<scalar_t>(x, h0, w_ih, w_hh, w_ih_source, w_hh_source, b_ih, b_hh, batch_sizes, reverse, act,
+                                       training);
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const Tensor& grad_y, const Tensor& grad_hn, const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-    const Tensor& w_hh, bool has_bias, const std::vector<int64_t>& batch_sizes, bool reverse, Activation act,
-    const Tensor& y, const Tensor& workspace) {
+    const Tensor& w_hh, const Tensor& w_hh_source, bool has_bias, const std::vector<int64_t>& batch_sizes,
+    bool reverse, Activation act, const Tensor& y, const Tensor& workspace) {
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_rnn_backward_cpu", [&] {
-    return rnn_backward_typed<scalar_t>(grad_y, grad_hn, x, h0, w_ih, w_hh, has_bias, batch_sizes, reverse, act, y,
-                                        workspace);
+    return rnn_backward_typed<scalar_t>(grad_y, grad_hn, x, h0, w_ih, w_hh, w_hh_source, has_bias, batch_sizes,
+                                        reverse, act, y, workspace);
   });
 }
 

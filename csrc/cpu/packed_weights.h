@@ -1,0 +1,42 @@
+// Recurrent weights packed into the panels the CPU step kernels read (layout: cpu/step_args.h), and a
+// small cache of them so that repeated inference calls do not re-pack.
+//
+// Only inference forwards use the cache (training changes the weights every step anyway). An entry is
+// keyed by the caller's weight tensor, held weakly (the cache keeps no parameter alive and no new
+// tensor can take its address), and is used only while the tensor's version counter, data pointer,
+// shape and a hash of its contents all still match: in-place changes through the tensor bump the
+// version, and writes that bypass it (`.data.copy_()`, another alias of the storage) change the hash.
+// The hash reads the weights once per call, a fraction of what packing them costs.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace fusedrnn::cpu {
+
+enum class PanelKind : int {
+  GateRows = 0,  // forward: h W^T, every gate of a block of units in one panel
+  Columns = 1,   // backward: d W, blocks of output columns
+};
+
+// w: [G*H, K] -> [ceil(H / (blocks*L)), K, G*blocks, L] with blocks = forward_panel_blocks(G).
+at::Tensor pack_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes);
+// w: [M, C] -> [ceil(C / (4L)), M, 4, L].
+at::Tensor pack_columns(const at::Tensor& w, int64_t lanes);
+
+// The panels of w (the caller's `source`, converted to the compute dtype). With use_cache, from the
+// cache when source has not changed since they were packed (inference tensors are never cached:
+// they have no version counter).
+at::Tensor packed_panels(const at::Tensor& source, const at::Tensor& w, PanelKind kind, int64_t gates,
+                         int64_t lanes, bool use_cache);
+
+struct PanelCacheStats {
+  int64_t packs;    // panels packed (cache misses and uncacheable calls)
+  int64_t hits;     // calls served from the cache
+  int64_t entries;  // entries held now
+};
+PanelCacheStats panel_cache_stats();
+void clear_panel_cache();
+
+}  // namespace fusedrnn::cpu

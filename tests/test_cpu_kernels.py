@@ -1,0 +1,127 @@
+"""The CPU kernels' own machinery: thread teams, register tiles at sizes that span several tiles and
+panels, and the packed-weight cache (reuse, and invalidation by every kind of weight change)."""
+
+import pytest
+import torch
+
+import fusedrnn
+from conftest import CELLS, assert_close_relative, forward_and_grads, make_case
+from fusedrnn import functional, reference
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+# B=13: two full 6-row AVX-512 tiles and a 1-row remainder; H=300: 18 full 16-lane blocks and a
+# 12-lane one, enough work per step that two threads share every step.
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B,H,varlen,reverse", [(1, 300, False, False), (13, 150, True, True), (3, 67, True, False)])
+def test_large_layers_match_reference(cell, B, H, varlen, reverse, cpu_isa, threads):
+    torch.set_num_threads(2)
+    case = make_case(cell, 5, B, 20, H, varlen=varlen, reverse=reverse, seed=B + H)
+    expected = forward_and_grads(reference, case)
+    actual = forward_and_grads(functional, case)
+    for a, e in zip(actual[0] + actual[1], expected[0] + expected[1]):
+        assert_close_relative(a, e, 1e-10)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_thread_counts_agree(cell, threads):
+    """Threads split hidden units, never a sum, so the fused forward gives the same bits with any
+    thread count (the projection and the weight-gradient GEMMs are ATen's, which may not)."""
+    case = make_case(cell, 6, 7, 24, 130, varlen=True, seed=21).to(torch.float32)
+    results = []
+    for n in (1, 2, 3):
+        torch.set_num_threads(n)
+        results.append(forward_and_grads(functional, case))
+    for outputs, grads in results[1:]:
+        for a, b in zip(results[0][0], outputs):
+            if cell == "lstm_proj":
+                assert_close_relative(a, b, 1e-5)
+            else:
+                assert torch.equal(a, b)
+        for a, b in zip(results[0][1], grads):
+            assert_close_relative(a, b, 1e-5)
+
+
+def lstm_pair(seed=0, hidden=40):
+    torch.manual_seed(seed)
+    theirs = torch.nn.LSTM(24, hidden, num_layers=2)
+    ours = fusedrnn.convert(theirs)
+    return theirs, ours, torch.randn(9, 3, 24)
+
+
+def cache_stats():
+    return fusedrnn._C.cpu_weight_cache_stats()
+
+
+def test_inference_reuses_packed_weights():
+    theirs, ours, x = lstm_pair()
+    fusedrnn._C.clear_cpu_weight_cache()
+    with torch.no_grad():
+        first = ours(x)[0]
+        after_first = cache_stats()
+        second = ours(x)[0]
+        after_second = cache_stats()
+    assert after_second["packs"] == after_first["packs"]  # nothing re-packed
+    assert after_second["hits"] - after_first["hits"] == 4  # W_ih and W_hh of both layers
+    assert torch.equal(first, second)
+    assert_close_relative(second, theirs(x)[0].detach(), 1e-5)
+
+
+def test_training_packs_every_call():
+    _, ours, x = lstm_pair()
+    before = cache_stats()
+    ours(x)[0].sum().backward()
+    ours(x)[0].sum().backward()
+    after = cache_stats()
+    assert after["hits"] == before["hits"]
+    assert after["packs"] - before["packs"] == 2 * 2 * 3  # per call and layer: W_ih, W_hh, W_hh's columns
+
+
+@pytest.mark.parametrize("change", ["in_place", "data_copy", "load_state_dict", "replace_data"])
+def test_weight_changes_invalidate_the_cache(change):
+    theirs, ours, x = lstm_pair(seed=1)
+    with torch.no_grad():
+        before = ours(x)[0]
+        new_weight = torch.randn_like(ours.weight_hh_l1)
+        if change == "in_place":
+            ours.weight_hh_l1.copy_(new_weight)
+        elif change == "data_copy":  # bypasses the version counter: only the content hash sees it
+            ours.weight_hh_l1.data.copy_(new_weight)
+        elif change == "load_state_dict":
+            state = ours.state_dict()
+            state["weight_hh_l1"] = new_weight
+            ours.load_state_dict(state)
+        else:
+            ours.weight_hh_l1.data = new_weight.clone()
+        theirs.weight_hh_l1.copy_(new_weight)
+        after = ours(x)[0]
+    assert not torch.equal(before, after)
+    assert_close_relative(after, theirs(x)[0].detach(), 1e-5)
+
+
+def test_inference_tensors_are_not_cached():
+    with torch.inference_mode():
+        theirs, ours, x = lstm_pair(seed=2)
+        entries = cache_stats()["entries"]
+        y = ours(x)[0]
+        assert cache_stats()["entries"] == entries
+        assert_close_relative(y, theirs(x)[0], 1e-5)
+
+
+def test_dead_weights_leave_the_cache():
+    fusedrnn._C.clear_cpu_weight_cache()
+    _, ours, x = lstm_pair(seed=3)
+    with torch.no_grad():
+        ours(x)
+    assert cache_stats()["entries"] == 4
+    del ours
+    _, other, x = lstm_pair(seed=4)
+    with torch.no_grad():
+        other(x)
+    assert cache_stats()["entries"] == 4  # the first model's entries went when the new ones came
