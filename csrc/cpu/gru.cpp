@@ -3,6 +3,7 @@
 #include "cpu/layers.h"
 #include "bindings/sequence.h"
 #include "cpu/input_product.h"
+#include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/team.h"
@@ -34,8 +35,10 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
       GruForwardStep<T> p{};
       p.rows = s.rows;
       p.hidden = H;
+      // No fused input product: the GRU keeps its x- and h-side n gates apart.
       p.product = {panels.data_ptr<T>(), H,
-                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H}};
+                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H},
+                   nullptr, 0, nullptr};
       p.xproj = xproj.data_ptr<T>() + s.offset * kGruGates * H;
       p.b_ih = data_or_null<T>(b_ih);
       p.b_hh = data_or_null<T>(b_hh);
@@ -82,14 +85,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
       });
       team.sync();
       // dh holds dh * z for this thread's units; add dgates_hh W_hh.
-      const ColumnProduct<T> q{s.rows, kGruGates * H, H, p.dgates_hh, kGruGates * H,
+      const ColumnProduct<T> q{s.rows, kGruGates * H, H, p.dgates_hh, kGruGates * H, false,
                                panels.data_ptr<T>(), dh.data_ptr<T>(), H, true};
       for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
     }
   });
 
   const Tensor h_prev = gather_prev_state(y, h0, steps);
-  LinearGrads g = linear_grads(dgates_ih, dgates_hh, x, h_prev, w_ih, has_bias);
+  LinearGrads g = linear_grads_cpu<T>(dgates_ih, dgates_hh, x, h_prev, w_ih, has_bias);
   return {g.dx, dh, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
 }
 

@@ -6,6 +6,7 @@
 #include "cpu/layers.h"
 #include "bindings/sequence.h"
 #include "cpu/input_product.h"
+#include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/team.h"
@@ -26,7 +27,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, kLstmGates, kernels.lanes,
                                      !training);
 
-  const Tensor xproj = input_product<T>(x, w_ih, w_ih_source, !training);  // [N, 4H], no bias
+  const bool fused_input = B >= kFusedInputMinBatch;
+  const Tensor xproj = fused_input ? Tensor() : input_product<T>(x, w_ih, w_ih_source, !training);  // [N, 4H]
+  const Tensor input_panels =
+      fused_input ? packed_panels(w_ih_source, w_ih, PanelKind::GateRows, kLstmGates, kernels.lanes, !training) : Tensor();
+  const int64_t I = x.size(1);
   Tensor y = at::empty({N, P}, x.options());
   Tensor h = h0.clone();  // [B, P]: final hidden state; rows past batch_sizes[t] keep theirs
   Tensor c = c0.clone();  // [B, H]: running cell state
@@ -38,8 +43,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
     p.rows = s.rows;
     p.hidden = H;
     p.product = {panels.data_ptr<T>(), P,
-                 PrevState<T>{y.data_ptr<T>() + s.prev_offset * P, h0.data_ptr<T>(), s.prev_rows, P, P}};
-    p.xproj = xproj.data_ptr<T>() + s.offset * kLstmGates * H;
+                 PrevState<T>{y.data_ptr<T>() + s.prev_offset * P, h0.data_ptr<T>(), s.prev_rows, P, P},
+                 fused_input ? input_panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
+    p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * kLstmGates * H;
     p.b_ih = data_or_null<T>(b_ih);
       p.b_hh = data_or_null<T>(b_hh);
     p.c = c.data_ptr<T>();
@@ -49,7 +55,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
     return p;
   };
   const int64_t pieces = panels.size(0);
-  const int64_t slots = team_slots(pieces, B * P * kLstmGates * H);
+  const int64_t slots = team_slots(pieces, B * (P + (fused_input ? I : 0)) * kLstmGates * H);
   auto run_step = [&](const Step& s, int64_t slot_begin, int64_t slot_end) {
     const LstmForwardStep<T> p = step_args(s);
     for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.lstm_forward(p, sh.begin, sh.end); });
@@ -115,7 +121,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
           kernels.lstm_backward(p, sh.begin * panel_units, std::min(H, sh.end * panel_units));
         });
         team.sync();
-        const ColumnProduct<T> q{s.rows, kLstmGates * H, H, p.dgates, kLstmGates * H,
+        const ColumnProduct<T> q{s.rows, kLstmGates * H, H, p.dgates, kLstmGates * H, false,
                                  panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
         for_each_share(slot_begin, slot_end, slots, pieces,
                        [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
@@ -142,12 +148,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
     }
     const Tensor o = workspace.narrow(1, 3 * H, H), c = workspace.narrow(1, 4 * H, H);
     const Tensor h_prev = gather_prev_state(y, h0, steps);
-    LinearGrads g = linear_grads(dgates, dgates, x, h_prev, w_ih, has_bias);
+    LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, h_prev, w_ih, has_bias);
     return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::mm(dh_steps.t(), o * at::tanh(c))};
   }
 
   const Tensor h_prev = gather_prev_state(y, h0, steps);
-  LinearGrads g = linear_grads(dgates, dgates, x, h_prev, w_ih, has_bias);
+  LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, h_prev, w_ih, has_bias);
   return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::empty({0}, x.options())};
 }
 

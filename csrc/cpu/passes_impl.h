@@ -55,15 +55,21 @@ constexpr int kVectorRegisters = sizeof(Vec<T>) >= 64 ? 32 : 16;
 template <typename T, int NV>
 constexpr int kTileRows = std::min(8, std::max(1, (kVectorRegisters<T> - NV - 1) / NV));
 
-// acc[r][v] = sum over k of a[r][k] * panel[k][v][:]; panel: [k_size, NV, L].
 template <typename T, int R, int NV>
-inline void tile_product(const T* const (&a)[R], const T* panel, int64_t k_size, Vec<T> (&acc)[R][NV]) {
-  constexpr int L = Vec<T>::size();
+inline void tile_zero(Vec<T> (&acc)[R][NV]) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>(T(0));
   }
+}
+
+// acc[r][v] += sum over k of a[r][k * a_step] * panel[k][v][:]; panel: [k_size, NV, L].
+// a_step: std::integral_constant<int64_t, 1> for rows of a, or the row stride to walk a column.
+template <typename T, int R, int NV, typename Step = std::integral_constant<int64_t, 1>>
+inline void tile_accumulate(const T* const (&a)[R], const T* panel, int64_t k_size, Vec<T> (&acc)[R][NV],
+                            Step a_step = {}) {
+  constexpr int L = Vec<T>::size();
   for (int64_t k = 0; k < k_size; ++k) {
     const T* w = panel + k * NV * L;
     Vec<T> wv[NV];
@@ -71,7 +77,7 @@ inline void tile_product(const T* const (&a)[R], const T* panel, int64_t k_size,
     for (int v = 0; v < NV; ++v) wv[v] = Vec<T>::loadu(w + v * L);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const Vec<T> ar(a[r][k]);
+      const Vec<T> ar(a[r][k * a_step]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = at::vec::fmadd(ar, wv[v], acc[r][v]);
     }
@@ -98,8 +104,8 @@ inline void for_each_row_tile(int64_t rows, const F& tile) {
   if (r < rows) remainder_tile<MR - 1>(rows - r, r, tile);
 }
 
-// For panels [panel_begin, panel_end) and every row of the step: the h-side product in registers,
-// then epilogue(row, panel, acc) with acc: Vec<T>[NV], the row's product for that panel.
+// For panels [panel_begin, panel_end) and every row of the step: the products in registers, then
+// epilogue(row, panel, acc) with acc: Vec<T>[NV], the row's products for that panel.
 template <typename T, int NV, typename Epilogue>
 inline void forward_panels(int64_t rows, const RecurrentProduct<T>& product, int64_t panel_begin,
                            int64_t panel_end, const Epilogue& epilogue) {
@@ -109,10 +115,15 @@ inline void forward_panels(int64_t rows, const RecurrentProduct<T>& product, int
     const T* w = product.panels + panel * product.k * NV * L;
     for_each_row_tile<MR>(rows, [&](auto tile_rows, int64_t r0) {
       constexpr int R = decltype(tile_rows)::value;
-      const T* a[R];
-      for (int r = 0; r < R; ++r) a[r] = product.h_prev.row(r0 + r);
       Vec<T> acc[R][NV];
-      tile_product<T, R, NV>(a, w, product.k, acc);
+      tile_zero(acc);
+      const T* a[R];
+      if (product.input_panels) {
+        for (int r = 0; r < R; ++r) a[r] = product.x + (r0 + r) * product.input_k;
+        tile_accumulate(a, product.input_panels + panel * product.input_k * NV * L, product.input_k, acc);
+      }
+      for (int r = 0; r < R; ++r) a[r] = product.h_prev.row(r0 + r);
+      tile_accumulate(a, w, product.k, acc);
       for (int r = 0; r < R; ++r) epilogue(r0 + r, panel, acc[r]);
     });
   }
@@ -126,7 +137,7 @@ void lstm_forward(const LstmForwardStep<T>& p, int64_t panel_begin, int64_t pane
   forward_panels<T, kLstmGates>(
       p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kLstmGates]) {
         const int64_t j = panel * L, n = std::min(L, H - j);
-        const T* xproj = p.xproj + r * kLstmGates * H;
+        const T* xproj = p.xproj ? p.xproj + r * kLstmGates * H : nullptr;  // null: fused input product
         auto pre = [&](int gate) {
           const int64_t col = gate * H + j;
           return hh[gate] + load(xproj, col, n) + load(p.b_ih, col, n) + load(p.b_hh, col, n);
@@ -185,7 +196,8 @@ void rnn_forward(const RnnForwardStep<T>& p, int64_t panel_begin, int64_t panel_
           const int64_t j = (panel * blocks + b) * L;
           if (j >= H) break;
           const int64_t n = std::min(L, H - j);
-          const auto pre = hh[b] + load(p.xproj + r * H, j, n) + load(p.b_ih, j, n) + load(p.b_hh, j, n);
+          const T* xproj = p.xproj ? p.xproj + r * H : nullptr;  // null: fused input product
+          const auto pre = hh[b] + load(xproj, j, n) + load(p.b_ih, j, n) + load(p.b_hh, j, n);
           const auto out = rnn_cell_forward<M>(pre, p.act);
           store(out, p.h + r * H, j, n);
           store(out, p.y + r * H, j, n);
@@ -268,9 +280,15 @@ void column_product(const ColumnProduct<T>& p, int64_t panel_begin, int64_t pane
     for_each_row_tile<MR>(p.rows, [&](auto tile_rows, int64_t r0) {
       constexpr int R = decltype(tile_rows)::value;
       const T* a[R];
-      for (int r = 0; r < R; ++r) a[r] = p.a + (r0 + r) * p.lda;
       Vec<T> acc[R][NV];
-      tile_product<T, R, NV>(a, w, p.k, acc);
+      tile_zero(acc);
+      if (p.a_transposed) {  // a[r][k] at p.a[k * lda + r]: a tile's R values share a cache line
+        for (int r = 0; r < R; ++r) a[r] = p.a + (r0 + r);
+        tile_accumulate(a, w, p.k, acc, p.lda);
+      } else {
+        for (int r = 0; r < R; ++r) a[r] = p.a + (r0 + r) * p.lda;
+        tile_accumulate(a, w, p.k, acc);
+      }
       for (int r = 0; r < R; ++r) {
         T* out = p.out + (r0 + r) * p.ldo;
         for (int v = 0; v < NV; ++v) {

@@ -3,6 +3,7 @@
 #include "cpu/layers.h"
 #include "bindings/sequence.h"
 #include "cpu/input_product.h"
+#include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/team.h"
@@ -21,13 +22,17 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
   const StepPasses<T>& kernels = step_passes<T>();
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, 1, kernels.lanes, !training);
 
-  const Tensor xproj = input_product<T>(x, w_ih, w_ih_source, !training);  // [N, H], no bias
+  const bool fused_input = B >= kFusedInputMinBatch;
+  const Tensor xproj = fused_input ? Tensor() : input_product<T>(x, w_ih, w_ih_source, !training);  // [N, H]
+  const Tensor input_panels =
+      fused_input ? packed_panels(w_ih_source, w_ih, PanelKind::GateRows, 1, kernels.lanes, !training) : Tensor();
+  const int64_t I = x.size(1);
   Tensor y = at::empty({N, H}, x.options());
   Tensor h = h0.clone();  // [B, H]: final hidden state
   Tensor workspace = training ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
 
   const int64_t pieces = panels.size(0);
-  const int64_t slots = team_slots(pieces, B * H * H);
+  const int64_t slots = team_slots(pieces, B * (H + (fused_input ? I : 0)) * H);
   run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
     for (const Step& s : steps) {
       RnnForwardStep<T> p{};
@@ -35,8 +40,9 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
       p.hidden = H;
       p.act = act;
       p.product = {panels.data_ptr<T>(), H,
-                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H}};
-      p.xproj = xproj.data_ptr<T>() + s.offset * H;
+                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H},
+                   fused_input ? input_panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
+      p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * H;
       p.b_ih = data_or_null<T>(b_ih);
       p.b_hh = data_or_null<T>(b_hh);
       p.h = h.data_ptr<T>();
@@ -79,13 +85,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
         kernels.rnn_backward(p, sh.begin * panel_units, std::min(H, sh.end * panel_units));
       });
       team.sync();
-      const ColumnProduct<T> q{s.rows, H, H, p.dpre, H, panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
+      const ColumnProduct<T> q{s.rows, H, H, p.dpre, H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
       for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
     }
   });
 
   const Tensor h_prev = gather_prev_state(y, h0, steps);
-  LinearGrads g = linear_grads(dpre, dpre, x, h_prev, w_ih, has_bias);
+  LinearGrads g = linear_grads_cpu<T>(dpre, dpre, x, h_prev, w_ih, has_bias);
   return {g.dx, dh, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
 }
 

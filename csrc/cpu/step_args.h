@@ -22,12 +22,17 @@ constexpr int kPanelVectors = 4;
 // Unit blocks per forward panel: one (all 3 or 4 gates of L units) for GRU and LSTM, four for the RNN.
 constexpr int forward_panel_blocks(int gates) { return gates == 1 ? kPanelVectors : 1; }
 
-// The h-side product of a step, computed inside the kernel from packed panels.
+// The products of a step, computed inside the kernel from packed panels: h_prev W_hh^T, plus
+// x_t W_ih^T when input_panels is set (at large batch, where a separate GEMM over all steps would
+// only send its [N, G*H] result through memory and back; the step's xproj is then null).
 template <typename T>
 struct RecurrentProduct {
-  const T* panels;      // forward panels of W_hh: [ceil(H / (blocks * L)), k, G * blocks, L]
-  int64_t k;            // inner size: P for the LSTM, H otherwise
-  PrevState<T> h_prev;  // h_prev.row(r): [k], the state the step starts from
+  const T* panels;        // forward panels of W_hh: [ceil(H / (blocks * L)), k, G * blocks, L]
+  int64_t k;              // inner size: P for the LSTM, H otherwise
+  PrevState<T> h_prev;    // h_prev.row(r): [k], the state the step starts from
+  const T* input_panels;  // forward panels of W_ih: [.., input_k, G * blocks, L], or nullptr
+  int64_t input_k;        // I
+  const T* x;             // [rows, I]: the step's inputs (with input_panels)
 };
 
 template <typename T>
@@ -101,12 +106,13 @@ struct RnnBackwardStep {
   T* dpre;             // [rows, H]
 };
 
-// out = a W (or out += a W) for a step's rows, W packed as backward panels.
+// out = a W (or out += a W), W packed as backward panels.
 template <typename T>
 struct ColumnProduct {
   int64_t rows, k, cols;
-  const T* a;        // [rows, k], row stride lda
+  const T* a;        // [rows, k], row stride lda; or, when a_transposed, [k, rows] with row stride lda
   int64_t lda;
+  bool a_transposed; // a^T W: the weight gradients, dW = dgates^T x
   const T* panels;   // backward panels of W: [ceil(cols / (4L)), k, 4, L]
   T* out;            // [rows, cols], row stride ldo
   int64_t ldo;
