@@ -12,9 +12,15 @@ import classify  # noqa: E402
 import word_lm  # noqa: E402
 
 
+# SGD at lr=20 is chaotic: scaling torch.nn's own initial weights by one ulp (1 + 1.2e-7) moves its
+# 12th loss by 1.2e-5 relative (measured), while the first 8 stay within 3e-7. So rounding-level
+# differences between the backends are compared where they cannot have been amplified yet.
+AGREEING_STEPS = 8
+
+
 def assert_same_losses(fused, plain):
-    assert len(fused) == len(plain) > 0
-    for a, b in zip(fused, plain):
+    assert len(fused) == len(plain) >= AGREEING_STEPS
+    for a, b in zip(fused[:AGREEING_STEPS], plain[:AGREEING_STEPS]):
         assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), (fused, plain)
 
 
