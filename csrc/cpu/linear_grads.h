@@ -1,5 +1,5 @@
 // The gradients of a layer's two linear maps, batched over every step after the backward loop, with
-// the register-tiled kernel of the steps where it beats ATen's GEMM:
+// the register-tiled kernel of the steps:
 //   dx = dgates_ih W_ih,  dW_ih = dgates_ih^T x,  dW_hh = dgates_hh^T h_prev,  db = column sums.
 // Threads split output rows, so each output element is one thread's fixed-order sum.
 #pragma once
@@ -35,28 +35,41 @@ void parallel_column_product(const ColumnProduct<T>& q, int64_t panels) {
   });
 }
 
-// a: [N, M] (or a^T when transposed: out = a^T b, a: [K, M]), b: [K, C] -> [rows, C].
+// out (+)= a b, or a^T b when transposed. a: [rows, k] (or [k, rows]), b: [k, cols], out: [rows, cols].
 template <typename T>
-at::Tensor column_product_of(const at::Tensor& a, bool transposed, const at::Tensor& b) {
-  const int64_t lanes = step_passes<T>().lanes;
-  const at::Tensor panels = pack_columns(b, lanes);
-  const int64_t rows = transposed ? a.size(1) : a.size(0), k = b.size(0), cols = b.size(1);
-  at::Tensor out = at::empty({rows, cols}, b.options());
-  if (rows == 0 || cols == 0) return out;
-  if (k == 0) return out.zero_();
-  const ColumnProduct<T> q{rows, k, cols, a.data_ptr<T>(), a.size(1), transposed, panels.data_ptr<T>(),
-                           out.data_ptr<T>(), cols, false};
+void column_product_into(const at::Tensor& a, bool transposed, const at::Tensor& b, at::Tensor& out,
+                         bool accumulate) {
+  const at::Tensor panels = pack_columns(b, step_passes<T>().lanes);
+  const ColumnProduct<T> q{out.size(0), b.size(0), b.size(1), a.data_ptr<T>(), a.size(1), transposed,
+                           panels.data_ptr<T>(), out.data_ptr<T>(), out.size(1), accumulate};
   parallel_column_product(q, panels.size(0));
+}
+
+// a b: a: [N, M], b: [M, C] -> [N, C].
+template <typename T>
+at::Tensor column_product_of(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor out = at::empty({a.size(0), b.size(1)}, b.options());
+  if (out.numel() == 0) return out;
+  if (b.size(0) == 0) return out.zero_();
+  column_product_into<T>(a, false, b, out, false);
   return out;
 }
 
-// d^T b: walking d's columns touches one cache line per row of d, and once d outgrows the TLB's
-// reach (a few MB) every row is a page miss; ATen's GEMM packs d first and wins there.
+// d^T b: d: [N, M], b: [N, C] -> [M, C]. Walking d's columns touches one cache line per row of d, so
+// the walk goes over chunks of rows small enough for the TLB's reach, accumulating into out.
 template <typename T>
 at::Tensor transposed_product(const at::Tensor& d, const at::Tensor& b) {
-  constexpr int64_t kWalkableBytes = 4 << 20;
-  if (d.numel() * static_cast<int64_t>(sizeof(T)) > kWalkableBytes) return at::mm(d.t(), b);
-  return column_product_of<T>(d, true, b);
+  constexpr int64_t kWalkableBytes = int64_t{2} << 20;
+  const int64_t N = d.size(0);
+  at::Tensor out = at::zeros({d.size(1), b.size(1)}, b.options());
+  if (out.numel() == 0) return out;
+  const int64_t row_bytes = std::max<int64_t>(1, d.size(1) * static_cast<int64_t>(sizeof(T)));
+  const int64_t chunk = std::max<int64_t>(1, kWalkableBytes / row_bytes);
+  for (int64_t first = 0; first < N; first += chunk) {
+    const int64_t n = std::min(chunk, N - first);
+    column_product_into<T>(d.narrow(0, first, n), true, b.narrow(0, first, n), out, true);
+  }
+  return out;
 }
 
 // dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], h_prev: [N, P], w_ih: [G*H, I]; all contiguous.
@@ -64,7 +77,7 @@ template <typename T>
 LinearGrads linear_grads_cpu(const at::Tensor& dgates_ih, const at::Tensor& dgates_hh, const at::Tensor& x,
                              const at::Tensor& h_prev, const at::Tensor& w_ih, bool has_bias) {
   LinearGrads g;
-  g.dx = column_product_of<T>(dgates_ih, false, w_ih);
+  g.dx = column_product_of<T>(dgates_ih, w_ih);
   g.dw_ih = transposed_product<T>(dgates_ih, x);
   g.dw_hh = transposed_product<T>(dgates_hh, h_prev);
   g.db_ih = has_bias ? dgates_ih.sum(0) : at::empty({0}, x.options());

@@ -27,7 +27,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, kLstmGates, kernels.lanes,
                                      !training);
 
-  const bool fused_input = B >= kFusedInputMinBatch;
+  const bool fused_input =
+      fuse_input_product(B, (w_ih.numel() + w_hh.numel()) * static_cast<int64_t>(sizeof(T)));
   const Tensor xproj = fused_input ? Tensor() : input_product<T>(x, w_ih, w_ih_source, !training);  // [N, 4H]
   const Tensor input_panels =
       fused_input ? packed_panels(w_ih_source, w_ih, PanelKind::GateRows, kLstmGates, kernels.lanes, !training) : Tensor();
