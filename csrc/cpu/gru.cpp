@@ -6,7 +6,7 @@
 #include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
-#include "cpu/team.h"
+#include "cpu/recurrence.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -28,26 +28,21 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
   Tensor h = h0.clone();  // [B, H]: final hidden state
   Tensor workspace = training ? at::empty({N, kGruWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
 
-  const int64_t pieces = panels.size(0);
-  const int64_t slots = team_slots(pieces, B * H * kGruGates * H);
-  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
-    for (const Step& s : steps) {
-      GruForwardStep<T> p{};
-      p.rows = s.rows;
-      p.hidden = H;
-      // No fused input product: the GRU keeps its x- and h-side n gates apart.
-      p.product = {panels.data_ptr<T>(), H,
-                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H},
-                   nullptr, 0, nullptr};
-      p.xproj = xproj.data_ptr<T>() + s.offset * kGruGates * H;
-      p.b_ih = data_or_null<T>(b_ih);
-      p.b_hh = data_or_null<T>(b_hh);
-      p.h = h.data_ptr<T>();
-      p.y = y.data_ptr<T>() + s.offset * H;
-      p.workspace = training ? workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H : nullptr;
-      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.gru_forward(p, sh.begin, sh.end); });
-      team.sync();
-    }
+  run_forward_steps(steps, panels.size(0), B * H * kGruGates * H, [&](const Step& s, int64_t begin, int64_t end) {
+    GruForwardStep<T> p{};
+    p.rows = s.rows;
+    p.hidden = H;
+    // No fused input product: the GRU keeps its x- and h-side n gates apart.
+    p.product = {panels.data_ptr<T>(), H,
+                 PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H}, nullptr,
+                 0, nullptr};
+    p.xproj = xproj.data_ptr<T>() + s.offset * kGruGates * H;
+    p.b_ih = data_or_null<T>(b_ih);
+    p.b_hh = data_or_null<T>(b_hh);
+    p.h = h.data_ptr<T>();
+    p.y = y.data_ptr<T>() + s.offset * H;
+    p.workspace = training ? workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H : nullptr;
+    kernels.gru_forward(p, begin, end);
   });
   return {y, h, workspace};
 }
@@ -66,30 +61,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
   Tensor dgates_hh = at::empty({N, kGruGates * H}, x.options());
   Tensor dh = grad_hn.clone();  // [B, H]
 
-  const int64_t pieces = panels.size(0), panel_units = kPanelVectors * kernels.lanes;
-  const int64_t slots = team_slots(pieces, B * kGruGates * H * H);
-  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
-    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-      const Step& s = *it;
-      GruBackwardStep<T> p{};
-      p.rows = s.rows;
-      p.hidden = H;
-      p.dh = dh.data_ptr<T>();
-      p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
-      p.workspace = workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H;
-      p.h_prev = PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H};
-      p.dgates_ih = dgates_ih.data_ptr<T>() + s.offset * kGruGates * H;
-      p.dgates_hh = dgates_hh.data_ptr<T>() + s.offset * kGruGates * H;
-      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) {
-        kernels.gru_backward(p, sh.begin * panel_units, std::min(H, sh.end * panel_units));
+  run_backward_steps<T>(
+      steps, panels.size(0), H, B * kGruGates * H * H,
+      [&](const Step& s, int64_t unit_begin, int64_t unit_end) {
+        GruBackwardStep<T> p{};
+        p.rows = s.rows;
+        p.hidden = H;
+        p.dh = dh.data_ptr<T>();
+        p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
+        p.workspace = workspace.data_ptr<T>() + s.offset * kGruWorkspaceCols * H;
+        p.h_prev = PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H};
+        p.dgates_ih = dgates_ih.data_ptr<T>() + s.offset * kGruGates * H;
+        p.dgates_hh = dgates_hh.data_ptr<T>() + s.offset * kGruGates * H;
+        kernels.gru_backward(p, unit_begin, unit_end);
+      },
+      [&](const Step& s) {  // dh holds dh * z for the thread's units; add dgates_hh W_hh
+        return ColumnProduct<T>{s.rows, kGruGates * H, H, dgates_hh.data_ptr<T>() + s.offset * kGruGates * H,
+                                kGruGates * H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, true};
       });
-      team.sync();
-      // dh holds dh * z for this thread's units; add dgates_hh W_hh.
-      const ColumnProduct<T> q{s.rows, kGruGates * H, H, p.dgates_hh, kGruGates * H, false,
-                               panels.data_ptr<T>(), dh.data_ptr<T>(), H, true};
-      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
-    }
-  });
 
   const Tensor h_prev = gather_prev_state(y, h0, steps);
   LinearGrads g = linear_grads_cpu<T>(dgates_ih, dgates_hh, x, h_prev, w_ih, has_bias);

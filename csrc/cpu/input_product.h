@@ -6,7 +6,7 @@
 
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
-#include "cpu/team.h"
+#include "cpu/recurrence.h"
 
 namespace fusedrnn::cpu {
 
@@ -31,11 +31,7 @@ at::Tensor input_product(const at::Tensor& x, const at::Tensor& w_ih, const at::
   const at::Tensor panels = packed_panels(w_ih_source, w_ih, PanelKind::GateRows, 1, kernels.lanes, use_cache);
   at::Tensor out = at::empty({N, cols}, x.options());
   const ColumnProduct<T> q{N, I, cols, x.data_ptr<T>(), I, false, panels.data_ptr<T>(), out.data_ptr<T>(), cols, false};
-  const int64_t pieces = panels.size(0);
-  const int64_t slots = team_slots(pieces, N * I * cols);
-  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team&) {
-    for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
-  });
+  parallel_shares(panels.size(0), N * I * cols, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
   return out;
 }
 

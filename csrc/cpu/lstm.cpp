@@ -9,7 +9,7 @@
 #include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
-#include "cpu/team.h"
+#include "cpu/recurrence.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -48,32 +48,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
                  fused_input ? input_panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
     p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * kLstmGates * H;
     p.b_ih = data_or_null<T>(b_ih);
-      p.b_hh = data_or_null<T>(b_hh);
+    p.b_hh = data_or_null<T>(b_hh);
     p.c = c.data_ptr<T>();
     p.h = projected ? unprojected.data_ptr<T>() : h.data_ptr<T>();
     p.y = projected ? nullptr : y.data_ptr<T>() + s.offset * H;
     p.workspace = training ? workspace.data_ptr<T>() + s.offset * kLstmWorkspaceCols * H : nullptr;
     return p;
   };
-  const int64_t pieces = panels.size(0);
-  const int64_t slots = team_slots(pieces, B * (P + (fused_input ? I : 0)) * kLstmGates * H);
-  auto run_step = [&](const Step& s, int64_t slot_begin, int64_t slot_end) {
-    const LstmForwardStep<T> p = step_args(s);
-    for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.lstm_forward(p, sh.begin, sh.end); });
+  const int64_t macs_per_step = B * (P + (fused_input ? I : 0)) * kLstmGates * H;
+  auto step_kernel = [&](const Step& s, int64_t panel_begin, int64_t panel_end) {
+    kernels.lstm_forward(step_args(s), panel_begin, panel_end);
   };
 
   if (!projected) {
-    run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
-      for (const Step& s : steps) {
-        run_step(s, slot_begin, slot_end);
-        team.sync();
-      }
-    });
+    run_forward_steps(steps, panels.size(0), macs_per_step, step_kernel);
     return {y, h, c, workspace};
   }
   const Tensor w_hr_t = w_hr->t();
   for (const Step& s : steps) {
-    run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team&) { run_step(s, slot_begin, slot_end); });
+    run_forward_steps(std::span<const Step>(&s, 1), panels.size(0), macs_per_step, step_kernel);
     Tensor y_rows = y.narrow(0, s.offset, s.rows);
     mm_into(y_rows, unprojected.narrow(0, 0, s.rows), w_hr_t);
     h.narrow(0, 0, s.rows).copy_(y_rows);
@@ -112,22 +105,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
 
   if (!projected) {
     const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::Columns, kLstmGates, kernels.lanes, false);
-    const int64_t pieces = panels.size(0), panel_units = kPanelVectors * kernels.lanes;
-    const int64_t slots = team_slots(pieces, B * kLstmGates * H * H);
-    run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
-      for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-        const Step& s = *it;
-        const auto p = step_args(s, dh.data_ptr<T>(), grad_y.data_ptr<T>() + s.offset * H);
-        for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) {
-          kernels.lstm_backward(p, sh.begin * panel_units, std::min(H, sh.end * panel_units));
+    run_backward_steps<T>(
+        steps, panels.size(0), H, B * kLstmGates * H * H,
+        [&](const Step& s, int64_t unit_begin, int64_t unit_end) {
+          kernels.lstm_backward(step_args(s, dh.data_ptr<T>(), grad_y.data_ptr<T>() + s.offset * H), unit_begin,
+                                unit_end);
+        },
+        [&](const Step& s) {
+          return ColumnProduct<T>{s.rows, kLstmGates * H, H, dgates.data_ptr<T>() + s.offset * kLstmGates * H,
+                                  kLstmGates * H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
         });
-        team.sync();
-        const ColumnProduct<T> q{s.rows, kLstmGates * H, H, p.dgates, kLstmGates * H, false,
-                                 panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
-        for_each_share(slot_begin, slot_end, slots, pieces,
-                       [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
-      }
-    });
   } else {
     Tensor dh_steps = at::empty({N, P}, x.options());  // for dW_hr
     Tensor dunprojected = at::empty({B, H}, x.options());
@@ -138,12 +125,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
       dh_steps.narrow(0, s.offset, s.rows).copy_(dh_rows);
       mm_into(dunprojected.narrow(0, 0, s.rows), dh_rows, *w_hr);
       const auto p = step_args(s, dunprojected.data_ptr<T>(), nullptr);
-      const int64_t pieces = (H + kernels.lanes - 1) / kernels.lanes;
-      const int64_t slots = team_slots(pieces, s.rows * kLstmGates * H * 8);  // ~8 MAC-equivalents per gate value
-      run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team&) {
-        for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) {
-          kernels.lstm_backward(p, sh.begin * kernels.lanes, std::min(H, sh.end * kernels.lanes));
-        });
+      const int64_t blocks = (H + kernels.lanes - 1) / kernels.lanes;
+      parallel_shares(blocks, s.rows * kLstmGates * H * 8, [&](Share sh) {  // ~8 MAC-equivalents per gate value
+        kernels.lstm_backward(p, sh.begin * kernels.lanes, std::min(H, sh.end * kernels.lanes));
       });
       mm_into(dh_rows, dgates.narrow(0, s.offset, s.rows), w_hh);
     }

@@ -6,7 +6,7 @@
 #include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
-#include "cpu/team.h"
+#include "cpu/recurrence.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -32,27 +32,25 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
   Tensor h = h0.clone();  // [B, H]: final hidden state
   Tensor workspace = training ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
 
-  const int64_t pieces = panels.size(0);
-  const int64_t slots = team_slots(pieces, B * (H + (fused_input ? I : 0)) * H);
-  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
-    for (const Step& s : steps) {
-      RnnForwardStep<T> p{};
-      p.rows = s.rows;
-      p.hidden = H;
-      p.act = act;
-      p.product = {panels.data_ptr<T>(), H,
-                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H},
-                   fused_input ? input_panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
-      p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * H;
-      p.b_ih = data_or_null<T>(b_ih);
-      p.b_hh = data_or_null<T>(b_hh);
-      p.h = h.data_ptr<T>();
-      p.y = y.data_ptr<T>() + s.offset * H;
-      p.workspace = training ? workspace.data_ptr<T>() + s.offset * H : nullptr;
-      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.rnn_forward(p, sh.begin, sh.end); });
-      team.sync();
-    }
-  });
+  run_forward_steps(steps, panels.size(0), B * (H + (fused_input ? I : 0)) * H,
+                    [&](const Step& s, int64_t begin, int64_t end) {
+                      RnnForwardStep<T> p{};
+                      p.rows = s.rows;
+                      p.hidden = H;
+                      p.act = act;
+                      p.product = {panels.data_ptr<T>(), H,
+                                   PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(),
+                                                s.prev_rows, H, H},
+                                   fused_input ? input_panels.data_ptr<T>() : nullptr, I,
+                                   x.data_ptr<T>() + s.offset * I};
+                      p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * H;
+                      p.b_ih = data_or_null<T>(b_ih);
+                      p.b_hh = data_or_null<T>(b_hh);
+                      p.h = h.data_ptr<T>();
+                      p.y = y.data_ptr<T>() + s.offset * H;
+                      p.workspace = training ? workspace.data_ptr<T>() + s.offset * H : nullptr;
+                      kernels.rnn_forward(p, begin, end);
+                    });
   return {y, h, workspace};
 }
 
@@ -69,27 +67,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
   Tensor dpre = at::empty({N, H}, x.options());
   Tensor dh = grad_hn.clone();  // [B, H]
 
-  const int64_t pieces = panels.size(0), panel_units = kPanelVectors * kernels.lanes;
-  const int64_t slots = team_slots(pieces, B * H * H);
-  run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
-    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-      const Step& s = *it;
-      RnnBackwardStep<T> p{};
-      p.rows = s.rows;
-      p.hidden = H;
-      p.act = act;
-      p.dh = dh.data_ptr<T>();
-      p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
-      p.workspace = workspace.data_ptr<T>() + s.offset * H;
-      p.dpre = dpre.data_ptr<T>() + s.offset * H;
-      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) {
-        kernels.rnn_backward(p, sh.begin * panel_units, std::min(H, sh.end * panel_units));
+  run_backward_steps<T>(
+      steps, panels.size(0), H, B * H * H,
+      [&](const Step& s, int64_t unit_begin, int64_t unit_end) {
+        RnnBackwardStep<T> p{};
+        p.rows = s.rows;
+        p.hidden = H;
+        p.act = act;
+        p.dh = dh.data_ptr<T>();
+        p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
+        p.workspace = workspace.data_ptr<T>() + s.offset * H;
+        p.dpre = dpre.data_ptr<T>() + s.offset * H;
+        kernels.rnn_backward(p, unit_begin, unit_end);
+      },
+      [&](const Step& s) {
+        return ColumnProduct<T>{s.rows, H, H, dpre.data_ptr<T>() + s.offset * H, H, false,
+                                panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
       });
-      team.sync();
-      const ColumnProduct<T> q{s.rows, H, H, p.dpre, H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
-      for_each_share(slot_begin, slot_end, slots, pieces, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
-    }
-  });
 
   const Tensor h_prev = gather_prev_state(y, h0, steps);
   LinearGrads g = linear_grads_cpu<T>(dpre, dpre, x, h_prev, w_ih, has_bias);
