@@ -15,20 +15,23 @@
 
 namespace fusedrnn::cpu {
 
-// out = a W for all of q's rows (W: q.panels, `panels` of them), threads taking blocks of rows.
+// out = a W for all of q's rows (W: q.panels, `panels` of them), threads taking blocks of rows. Each
+// block of rows goes through every panel before the next block, so its rows of a are read from memory
+// once (with panels outermost, a [N, 4H] gradient matrix would stream from DRAM once per panel).
 template <typename T>
 void parallel_column_product(const ColumnProduct<T>& q, int64_t panels) {
-  constexpr int64_t kRowBlock = 48;  // a multiple of every tile height, so tiles never straddle slots
+  constexpr int64_t kRowBlock = 48;  // a multiple of every tile height, so tiles never straddle blocks
   const StepPasses<T>& kernels = step_passes<T>();
   const int64_t blocks = (q.rows + kRowBlock - 1) / kRowBlock;
   parallel_shares(blocks, q.rows * q.k * q.cols, [&](Share sh) {
-    const int64_t first = sh.begin * kRowBlock, last = std::min(q.rows, sh.end * kRowBlock);
-    if (last <= first) return;
-    ColumnProduct<T> part = q;
-    part.rows = last - first;
-    part.a = q.a_transposed ? q.a + first : q.a + first * q.lda;
-    part.out = q.out + first * q.ldo;
-    kernels.column_product(part, 0, panels);
+    for (int64_t block = sh.begin; block < sh.end; ++block) {
+      const int64_t first = block * kRowBlock, last = std::min(q.rows, first + kRowBlock);
+      ColumnProduct<T> part = q;
+      part.rows = last - first;
+      part.a = q.a_transposed ? q.a + first : q.a + first * q.lda;
+      part.out = q.out + first * q.ldo;
+      kernels.column_product(part, 0, panels);
+    }
   });
 }
 
