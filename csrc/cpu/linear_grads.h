@@ -35,23 +35,16 @@ void parallel_column_product(const ColumnProduct<T>& q, int64_t panels) {
   });
 }
 
-// out (+)= a b, or a^T b when transposed. a: [rows, k] (or [k, rows]), b: [k, cols], out: [rows, cols].
+// a b, or a^T b when transposed, through the tiled kernel. a: [rows, k] (or [k, rows]), b: [k, cols].
 template <typename T>
-void column_product_into(const at::Tensor& a, bool transposed, const at::Tensor& b, at::Tensor& out,
-                         bool accumulate) {
-  const at::Tensor panels = pack_columns(b, step_passes<T>().lanes);
-  const ColumnProduct<T> q{out.size(0), b.size(0), b.size(1), a.data_ptr<T>(), a.size(1), transposed,
-                           panels.data_ptr<T>(), out.data_ptr<T>(), out.size(1), accumulate};
-  parallel_column_product(q, panels.size(0));
-}
-
-// a b: a: [N, M], b: [M, C] -> [N, C].
-template <typename T>
-at::Tensor column_product_of(const at::Tensor& a, const at::Tensor& b) {
-  at::Tensor out = at::empty({a.size(0), b.size(1)}, b.options());
+at::Tensor tiled_product(const at::Tensor& a, bool transposed, const at::Tensor& b) {
+  at::Tensor out = at::empty({transposed ? a.size(1) : a.size(0), b.size(1)}, b.options());
   if (out.numel() == 0) return out;
   if (b.size(0) == 0) return out.zero_();
-  column_product_into<T>(a, false, b, out, false);
+  const at::Tensor panels = pack_columns(b, step_passes<T>().lanes);
+  const ColumnProduct<T> q{out.size(0), b.size(0), b.size(1), a.data_ptr<T>(), a.size(1), transposed,
+                           panels.data_ptr<T>(), out.data_ptr<T>(), out.size(1), false};
+  parallel_column_product(q, panels.size(0));
   return out;
 }
 
@@ -63,11 +56,7 @@ template <typename T>
 at::Tensor transposed_product(const at::Tensor& d, const at::Tensor& b) {
   constexpr int64_t kWalkableBytes = int64_t{4} << 20;
   if (d.numel() * static_cast<int64_t>(sizeof(T)) > kWalkableBytes) return at::mm(d.t(), b);
-  at::Tensor out = at::empty({d.size(1), b.size(1)}, b.options());
-  if (out.numel() == 0) return out;
-  if (d.size(0) == 0) return out.zero_();
-  column_product_into<T>(d, true, b, out, false);
-  return out;
+  return tiled_product<T>(d, true, b);
 }
 
 // dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], h_prev: [N, P], w_ih: [G*H, I]; all contiguous.
@@ -75,7 +64,7 @@ template <typename T>
 LinearGrads linear_grads_cpu(const at::Tensor& dgates_ih, const at::Tensor& dgates_hh, const at::Tensor& x,
                              const at::Tensor& h_prev, const at::Tensor& w_ih, bool has_bias) {
   LinearGrads g;
-  g.dx = column_product_of<T>(dgates_ih, w_ih);
+  g.dx = tiled_product<T>(dgates_ih, false, w_ih);
   g.dw_ih = transposed_product<T>(dgates_ih, x);
   g.dw_hh = transposed_product<T>(dgates_hh, h_prev);
   g.db_ih = has_bias ? dgates_ih.sum(0) : at::empty({0}, x.options());
