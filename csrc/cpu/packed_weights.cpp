@@ -83,8 +83,9 @@ uint64_t content_hash(const at::Tensor& t) {
 }
 
 struct Entry {
+  // Held weakly: the TensorImpl's memory stays allocated while this lives, so its address cannot be
+  // taken by a new tensor and identifies the source even after the source died (then: expired).
   c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> source;
-  const c10::TensorImpl* impl;
   int64_t version;
   uint64_t hash;
   const void* data;
@@ -117,7 +118,7 @@ at::Tensor pack(const at::Tensor& w, PanelKind kind, int64_t gates, int64_t lane
 
 bool same_key(const Entry& e, const at::Tensor& source, const at::Tensor& w, PanelKind kind, int64_t gates,
               int64_t lanes) {
-  return e.impl == source.unsafeGetTensorImpl() && e.kind == kind && e.gates == gates && e.lanes == lanes &&
+  return e.source._unsafe_get_target() == source.unsafeGetTensorImpl() && e.kind == kind && e.gates == gates && e.lanes == lanes &&
          e.dtype == w.scalar_type();
 }
 
@@ -172,7 +173,7 @@ at::Tensor packed_panels(const at::Tensor& source, const at::Tensor& w, PanelKin
   }
   c.entries.push_back(Entry{c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(
                                 source.getIntrusivePtr()),
-                            source.unsafeGetTensorImpl(), source._version(), hash, source.data_ptr(),
+                            source._version(), hash, source.data_ptr(),
                             source.sizes().vec(), kind, gates, lanes, w.scalar_type(), panels, ++c.clock});
   return panels;
 }

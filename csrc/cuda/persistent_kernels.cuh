@@ -167,77 +167,57 @@ constexpr int kLoadsInFlight = 4;
 
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
+// store(i, load(i)) for the block's items i < total, each thread issuing kLoadsInFlight loads before
+// it stores them. Index: int where the caller divides by it (64-bit division is slow on the GPU).
+template <typename V, typename Index, typename Load, typename Store>
+__device__ __forceinline__ void copy_in_flight(Index total, Load load, Store store) {
+  for (Index base = threadIdx.x; base < total; base += kPersistentThreads * kLoadsInFlight) {
+    V v[kLoadsInFlight];
+#pragma unroll
+    for (int u = 0; u < kLoadsInFlight; ++u) {
+      const Index i = base + u * kPersistentThreads;
+      if (i < total) v[u] = load(i);
+    }
+#pragma unroll
+    for (int u = 0; u < kLoadsInFlight; ++u) {
+      const Index i = base + u * kPersistentThreads;
+      if (i < total) store(i, v[u]);
+    }
+  }
+}
+
 // x[r * ld + k] = convert(h.row(r0 + r)[k]) for r < rows, k < P; 16-byte loads where rows allow.
 template <typename T, typename X, typename Convert>
 __device__ __forceinline__ void stage_prev_rows(const PrevState<T>& h, int r0, int rows, int P, X* x, int64_t ld,
                                                 Convert convert) {
   constexpr int E = 16 / sizeof(T);  // elements per 16-byte load
-  const bool vector = P % E == 0 && aligned16(h.from_step) && aligned16(h.initial);
-  const int per_row = vector ? P / E : P;
-  const int total = rows * per_row;
-  for (int base = threadIdx.x; base < total; base += kPersistentThreads * kLoadsInFlight) {
-    if (vector) {
-      uint4 v[kLoadsInFlight];
+  if (P % E == 0 && aligned16(h.from_step) && aligned16(h.initial)) {
+    const int per_row = P / E;
+    copy_in_flight<uint4>(
+        rows * per_row,
+        [&](int i) { return *reinterpret_cast<const uint4*>(h.row(r0 + i / per_row) + (i % per_row) * E); },
+        [&](int i, const uint4& v) {
+          const T* e = reinterpret_cast<const T*>(&v);
+          X* dst = x + (i / per_row) * ld + (i % per_row) * E;
 #pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int i = base + u * kPersistentThreads;
-        if (i < total) v[u] = *reinterpret_cast<const uint4*>(h.row(r0 + i / per_row) + (i % per_row) * E);
-      }
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int i = base + u * kPersistentThreads;
-        if (i >= total) break;
-        const T* e = reinterpret_cast<const T*>(&v[u]);
-        X* dst = x + (i / per_row) * ld + (i % per_row) * E;
-#pragma unroll
-        for (int q = 0; q < E; ++q) dst[q] = convert(e[q]);
-      }
-    } else {
-      T v[kLoadsInFlight];
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int i = base + u * kPersistentThreads;
-        if (i < total) v[u] = h.row(r0 + i / P)[i % P];
-      }
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int i = base + u * kPersistentThreads;
-        if (i < total) x[(i / P) * ld + i % P] = convert(v[u]);
-      }
-    }
+          for (int q = 0; q < E; ++q) dst[q] = convert(e[q]);
+        });
+  } else {
+    copy_in_flight<T>(
+        rows * P, [&](int i) { return h.row(r0 + i / P)[i % P]; },
+        [&](int i, const T& v) { x[(i / P) * ld + i % P] = convert(v); });
   }
 }
 
 // dst[i] = src[i] for i < n (float rows, contiguous), 16-byte loads where aligned.
 __device__ __forceinline__ void stage_contiguous(const float* src, int64_t n, float* dst) {
-  const bool vector = n % 4 == 0 && aligned16(src) && aligned16(dst);
-  const int64_t total = vector ? n / 4 : n;
-  for (int64_t base = threadIdx.x; base < total; base += kPersistentThreads * kLoadsInFlight) {
-    if (vector) {
-      float4 v[kLoadsInFlight];
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int64_t i = base + u * kPersistentThreads;
-        if (i < total) v[u] = reinterpret_cast<const float4*>(src)[i];
-      }
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int64_t i = base + u * kPersistentThreads;
-        if (i < total) reinterpret_cast<float4*>(dst)[i] = v[u];
-      }
-    } else {
-      float v[kLoadsInFlight];
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int64_t i = base + u * kPersistentThreads;
-        if (i < total) v[u] = src[i];
-      }
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        const int64_t i = base + u * kPersistentThreads;
-        if (i < total) dst[i] = v[u];
-      }
-    }
+  if (n % 4 == 0 && aligned16(src) && aligned16(dst)) {
+    copy_in_flight<float4>(
+        n / 4, [&](int64_t i) { return reinterpret_cast<const float4*>(src)[i]; },
+        [&](int64_t i, const float4& v) { reinterpret_cast<float4*>(dst)[i] = v; });
+  } else {
+    copy_in_flight<float>(
+        n, [&](int64_t i) { return src[i]; }, [&](int64_t i, float v) { dst[i] = v; });
   }
 }
 
