@@ -116,6 +116,9 @@ def _save_common(ctx, b_ih, b_hh, reverse, training, workspace):
     ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
     ctx.reverse, ctx.training = reverse, training
     ctx.mark_non_differentiable(workspace)
+    # Absent output gradients arrive as None (the backward fills in what it needs): materialized, the
+    # workspace's alone would be a zero-filled [N, 4H or 5H] tensor per call.
+    ctx.set_materialize_grads(False)
 
 
 def _wants_double_backward() -> bool:

@@ -68,7 +68,9 @@ LinearGrads linear_grads_cpu(const at::Tensor& dgates_ih, const at::Tensor& dgat
   g.dw_ih = transposed_product<T>(dgates_ih, x);
   g.dw_hh = transposed_product<T>(dgates_hh, h_prev);
   g.db_ih = has_bias ? dgates_ih.sum(0) : at::empty({0}, x.options());
-  g.db_hh = has_bias ? dgates_hh.sum(0) : at::empty({0}, x.options());
+  // The LSTM and RNN pass one matrix as both: its column sums are then summed once.
+  const bool shared = dgates_hh.is_same(dgates_ih);
+  g.db_hh = !has_bias ? at::empty({0}, x.options()) : shared ? g.db_ih.clone() : dgates_hh.sum(0);
   return g;
 }
 
