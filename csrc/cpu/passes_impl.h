@@ -70,6 +70,15 @@ template <typename T, int R, int NV, typename Step = std::integral_constant<int6
 inline void tile_accumulate(const T* const (&a)[R], const T* panel, int64_t k_size, Vec<T> (&acc)[R][NV],
                             Step a_step = {}) {
   constexpr int L = Vec<T>::size();
+  // The sums live in a local copy: acc's address reaches the epilogue, and while acc is what the loop
+  // updates the compiler may store every accumulator on every k, since a's loads could alias it (GCC
+  // did after a change of tiling, and the LSTM forward ran 2x slower).
+  Vec<T> sum[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) sum[r][v] = acc[r][v];
+  }
   for (int64_t k = 0; k < k_size; ++k) {
     const T* w = panel + k * NV * L;
     Vec<T> wv[NV];
@@ -79,29 +88,40 @@ inline void tile_accumulate(const T* const (&a)[R], const T* panel, int64_t k_si
     for (int r = 0; r < R; ++r) {
       const Vec<T> ar(a[r][k * a_step]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = at::vec::fmadd(ar, wv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) sum[r][v] = at::vec::fmadd(ar, wv[v], sum[r][v]);
     }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = sum[r][v];
   }
 }
 
-// tile(std::integral_constant<int, R>, r0) for the last n (< full tile) rows from r0.
+// tile(std::integral_constant<int, n>, r0) for a tile of n <= R rows from r0.
 template <int R, typename F>
-inline void remainder_tile(int64_t n, int64_t r0, const F& tile) {
+inline void row_tile(int64_t n, int64_t r0, const F& tile) {
   if constexpr (R >= 1) {
     if (n == R) {
       tile(std::integral_constant<int, R>{}, r0);
     } else {
-      remainder_tile<R - 1>(n, r0, tile);
+      row_tile<R - 1>(n, r0, tile);
     }
   }
 }
 
-// tile(std::integral_constant<int, R>, r0) over rows [0, rows) in tiles of MR rows, then one smaller.
+// tile(std::integral_constant<int, R>, r0) over rows [0, rows) in the fewest tiles of at most MR rows,
+// their heights differing by one at most. A short last tile (8 rows as 6 + 2) re-reads each panel row
+// for little work: LSTM inference at batch 8, H=256 ran ~20% faster as 4 + 4 (2-core EPYC, A/B).
 template <int MR, typename F>
 inline void for_each_row_tile(int64_t rows, const F& tile) {
+  const int64_t tiles = (rows + MR - 1) / MR;
   int64_t r = 0;
-  for (; r + MR <= rows; r += MR) tile(std::integral_constant<int, MR>{}, r);
-  if (r < rows) remainder_tile<MR - 1>(rows - r, r, tile);
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t height = rows / tiles + (i < rows % tiles ? 1 : 0);
+    row_tile<MR>(height, r, tile);
+    r += height;
+  }
 }
 
 // For panels [panel_begin, panel_end) and every row of the step: the products in registers, then
