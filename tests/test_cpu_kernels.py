@@ -125,3 +125,28 @@ def test_dead_weights_leave_the_cache():
     with torch.no_grad():
         other(x)
     assert cache_stats()["entries"] == 4  # the first model's entries went when the new ones came
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_tanh_is_within_two_ulp(dtype, cpu_isa):
+    """The CPU kernels' float32 tanh is their own (an odd polynomial near 0, 1 - 2 / (e^2x + 1) beyond):
+    a one-step RNN with W_ih = I and W_hh = 0 returns exactly tanh(x), checked against float64 over
+    magnitudes from 1e-30 to 20 and the special values."""
+    n = 256
+    magnitudes = torch.logspace(-30, 1.3, 1 << 17, dtype=torch.float64)
+    x = torch.cat([magnitudes, -magnitudes, torch.randn(1 << 16, dtype=torch.float64) * 3]).to(dtype)
+    x = x[: x.numel() // n * n].reshape(-1, n)
+    eye, zeros = torch.eye(n, dtype=dtype), torch.zeros(n, n, dtype=dtype)
+    y, _ = functional.rnn(x.unsqueeze(0), torch.zeros(x.shape[0], n, dtype=dtype), eye, zeros)
+    exact = torch.tanh(x.double())
+    nearest = exact.to(dtype)
+    ulp = (torch.nextafter(nearest.abs(), torch.tensor(float("inf"), dtype=dtype)) - nearest.abs()).double()
+    assert ((y[0].double() - exact).abs() / ulp).max().item() <= 2.0
+
+    # Each special value on the diagonal (elsewhere its row's inf would make inf * 0 = NaN).
+    specials = torch.tensor([0.0, float("inf"), float("-inf"), float("nan"), 1e-40, 100.0, -100.0, 0.625, -0.625],
+                            dtype=dtype)
+    rows = torch.diag(torch.cat([specials, torch.zeros(n - specials.numel(), dtype=dtype)]))
+    y, _ = functional.rnn(rows.unsqueeze(0), torch.zeros(n, n, dtype=dtype), eye, zeros)
+    got = torch.diagonal(y[0])[: specials.numel()]
+    torch.testing.assert_close(got, torch.tanh(specials), equal_nan=True, rtol=2 * torch.finfo(dtype).eps, atol=0)

@@ -24,7 +24,25 @@ template <typename T>
 struct VecMath {
   using V = Vec<T>;
   static V sigmoid(V x) { return V(T(1)) / (V(T(1)) + x.neg().exp()); }
-  static V tanh(V x) { return x.tanh(); }
+  // float: Cephes' tanhf scheme on Sleef's exp in place of Sleef's tanh, which took ~8% of an LSTM's
+  // inference time (perf, batch 64). Measured error 1.3 ulp at most, Sleef's 0.5 (test_cpu_kernels.py
+  // sweeps |x| from 1e-30 to 20). Below |x| = 0.625 an odd polynomial, where 1 - 2 / (e^2|x| + 1)
+  // would cancel; above it that formula with x's sign (NaN stays NaN, large |x| gives +-1).
+  static V tanh(V x) {
+    if constexpr (!std::is_same_v<T, float>) {
+      return x.tanh();
+    } else {
+      const V one(1.0f), ax = x.abs(), z = x * x;
+      V p(-5.70498872745e-3f);
+      p = at::vec::fmadd(p, z, V(2.06390887954e-2f));
+      p = at::vec::fmadd(p, z, V(-5.37397155531e-2f));
+      p = at::vec::fmadd(p, z, V(1.33314422036e-1f));
+      p = at::vec::fmadd(p, z, V(-3.33332819422e-1f));
+      const V small = at::vec::fmadd(x * z, p, x);
+      const V large = (one - V(2.0f) / ((ax + ax).exp() + one)).copysign(x);
+      return V::blendv(large, small, ax < V(0.625f));
+    }
+  }
   static V relu(V x) { return at::vec::maximum(x, V(T(0))); }  // propagates NaN like torch.relu
   static V relu_grad(V y) { return y.gt(V(T(0))); }            // 1 where y > 0, else 0
 };
