@@ -54,6 +54,13 @@ void fill_columns(const at::Tensor& w, int64_t lanes, at::Tensor& out) {
   });
 }
 
+// The fills write every lane that holds a weight; only a last panel that is partly past the end
+// (`size` % `per_panel` != 0) has lanes to zero. Zero-filling every panel first cost a second pass over
+// the packed weights, on every training call.
+void zero_partial_last_panel(at::Tensor& panels, int64_t size, int64_t per_panel) {
+  if (size % per_panel != 0) panels.select(0, panels.size(0) - 1).zero_();
+}
+
 // A 64-bit hash of a tensor's bytes: eight independent multiply-xor lanes, so it runs near memory speed.
 uint64_t content_hash(const at::Tensor& t) {
   const at::Tensor c = t.contiguous();
@@ -132,7 +139,8 @@ bool still_valid(const Entry& e, const at::Tensor& source, uint64_t hash) {
 at::Tensor pack_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes) {
   const int64_t H = w.size(0) / gates, K = w.size(1);
   const int64_t blocks = forward_panel_blocks(static_cast<int>(gates));
-  at::Tensor out = at::zeros({ceil_div(H, blocks * lanes), K, gates * blocks, lanes}, w.options());
+  at::Tensor out = at::empty({ceil_div(H, blocks * lanes), K, gates * blocks, lanes}, w.options());
+  zero_partial_last_panel(out, H, blocks * lanes);
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fusedrnn_pack_gate_rows",
                              [&] { fill_gate_rows<scalar_t>(w.contiguous(), gates, lanes, out); });
   return out;
@@ -140,7 +148,8 @@ at::Tensor pack_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes) {
 
 at::Tensor pack_columns(const at::Tensor& w, int64_t lanes) {
   const int64_t M = w.size(0), C = w.size(1);
-  at::Tensor out = at::zeros({ceil_div(C, kPanelVectors * lanes), M, kPanelVectors, lanes}, w.options());
+  at::Tensor out = at::empty({ceil_div(C, kPanelVectors * lanes), M, kPanelVectors, lanes}, w.options());
+  zero_partial_last_panel(out, C, kPanelVectors * lanes);
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fusedrnn_pack_columns",
                              [&] { fill_columns<scalar_t>(w.contiguous(), lanes, out); });
   return out;
