@@ -35,4 +35,21 @@ at::Tensor input_product(const at::Tensor& x, const at::Tensor& w_ih, const at::
   return out;
 }
 
+// The input side of an LSTM or RNN layer, as fuse_input_product decides: x W_ih^T for every step up
+// front (xproj), or W_ih packed as forward panels to fold x_t W_ih^T into each step (panels).
+struct InputSide {
+  at::Tensor xproj;   // [N, G*H] (no bias), or undefined when folded
+  at::Tensor panels;  // forward panels of W_ih, or undefined when not folded
+  bool folded() const { return panels.defined(); }
+};
+
+// x: [N, I], w_ih: [G*H, I], w_hh: the layer's recurrent weight (its size counts towards the decision).
+template <typename T>
+InputSide input_side(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_ih_source,
+                     const at::Tensor& w_hh, int64_t gates, int64_t batch, bool use_cache) {
+  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * static_cast<int64_t>(sizeof(T));
+  if (!fuse_input_product(batch, weight_bytes)) return {input_product<T>(x, w_ih, w_ih_source, use_cache), {}};
+  return {{}, packed_panels(w_ih_source, w_ih, PanelKind::GateRows, gates, step_passes<T>().lanes, use_cache)};
+}
+
 }  // namespace fusedrnn::cpu

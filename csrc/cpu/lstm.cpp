@@ -27,11 +27,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, kLstmGates, kernels.lanes,
                                      !training);
 
-  const bool fused_input =
-      fuse_input_product(B, (w_ih.numel() + w_hh.numel()) * static_cast<int64_t>(sizeof(T)));
-  const Tensor xproj = fused_input ? Tensor() : input_product<T>(x, w_ih, w_ih_source, !training);  // [N, 4H]
-  const Tensor input_panels =
-      fused_input ? packed_panels(w_ih_source, w_ih, PanelKind::GateRows, kLstmGates, kernels.lanes, !training) : Tensor();
+  const InputSide input = input_side<T>(x, w_ih, w_ih_source, w_hh, kLstmGates, B, !training);
   const int64_t I = x.size(1);
   Tensor y = at::empty({N, P}, x.options());
   Tensor h = h0.clone();  // [B, P]: final hidden state; rows past batch_sizes[t] keep theirs
@@ -45,8 +41,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
     p.hidden = H;
     p.product = {panels.data_ptr<T>(), P,
                  PrevState<T>{y.data_ptr<T>() + s.prev_offset * P, h0.data_ptr<T>(), s.prev_rows, P, P},
-                 fused_input ? input_panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
-    p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * kLstmGates * H;
+                 input.folded() ? input.panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
+    p.xproj = input.folded() ? nullptr : input.xproj.data_ptr<T>() + s.offset * kLstmGates * H;
     p.b_ih = data_or_null<T>(b_ih);
     p.b_hh = data_or_null<T>(b_hh);
     p.c = c.data_ptr<T>();
@@ -55,7 +51,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
     p.workspace = training ? workspace.data_ptr<T>() + s.offset * kLstmWorkspaceCols * H : nullptr;
     return p;
   };
-  const int64_t macs_per_step = B * (P + (fused_input ? I : 0)) * kLstmGates * H;
+  const int64_t macs_per_step = B * (P + (input.folded() ? I : 0)) * kLstmGates * H;
   auto step_kernel = [&](const Step& s, int64_t panel_begin, int64_t panel_end) {
     kernels.lstm_forward(step_args(s), panel_begin, panel_end);
   };

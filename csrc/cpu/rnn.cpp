@@ -22,17 +22,13 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
   const StepPasses<T>& kernels = step_passes<T>();
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, 1, kernels.lanes, !training);
 
-  const bool fused_input =
-      fuse_input_product(B, (w_ih.numel() + w_hh.numel()) * static_cast<int64_t>(sizeof(T)));
-  const Tensor xproj = fused_input ? Tensor() : input_product<T>(x, w_ih, w_ih_source, !training);  // [N, H]
-  const Tensor input_panels =
-      fused_input ? packed_panels(w_ih_source, w_ih, PanelKind::GateRows, 1, kernels.lanes, !training) : Tensor();
+  const InputSide input = input_side<T>(x, w_ih, w_ih_source, w_hh, 1, B, !training);
   const int64_t I = x.size(1);
   Tensor y = at::empty({N, H}, x.options());
   Tensor h = h0.clone();  // [B, H]: final hidden state
   Tensor workspace = training ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
 
-  run_forward_steps(steps, panels.size(0), B * (H + (fused_input ? I : 0)) * H,
+  run_forward_steps(steps, panels.size(0), B * (H + (input.folded() ? I : 0)) * H,
                     [&](const Step& s, int64_t begin, int64_t end) {
                       RnnForwardStep<T> p{};
                       p.rows = s.rows;
@@ -41,9 +37,9 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
                       p.product = {panels.data_ptr<T>(), H,
                                    PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(),
                                                 s.prev_rows, H, H},
-                                   fused_input ? input_panels.data_ptr<T>() : nullptr, I,
+                                   input.folded() ? input.panels.data_ptr<T>() : nullptr, I,
                                    x.data_ptr<T>() + s.offset * I};
-                      p.xproj = fused_input ? nullptr : xproj.data_ptr<T>() + s.offset * H;
+                      p.xproj = input.folded() ? nullptr : input.xproj.data_ptr<T>() + s.offset * H;
                       p.b_ih = data_or_null<T>(b_ih);
                       p.b_hh = data_or_null<T>(b_hh);
                       p.h = h.data_ptr<T>();

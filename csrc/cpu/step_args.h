@@ -23,8 +23,8 @@ constexpr int kPanelVectors = 4;
 constexpr int forward_panel_blocks(int gates) { return gates == 1 ? kPanelVectors : 1; }
 
 // The products of a step, computed inside the kernel from packed panels: h_prev W_hh^T, plus
-// x_t W_ih^T when input_panels is set (at large batch, where a separate GEMM over all steps would
-// only send its [N, G*H] result through memory and back; the step's xproj is then null).
+// x_t W_ih^T when input_panels is set (where fuse_input_product says a separate product over all
+// steps would only send its [N, G*H] result through memory and back; the step's xproj is then null).
 template <typename T>
 struct RecurrentProduct {
   const T* panels;        // forward panels of W_hh: [ceil(H / (blocks * L)), k, G * blocks, L]
