@@ -44,6 +44,9 @@ def worker(rank, init_file, out_dir):
         share = B // WORLD
         ddp(make_batch()[:, rank * share:(rank + 1) * share]).backward()
         torch.save([p.grad for p in model.parameters()], os.path.join(out_dir, f"grads{rank}.pt"))
+        # Both ranks done before either tears gloo down: a rank that destroyed its group while the other
+        # was still finishing aborted intermittently ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
