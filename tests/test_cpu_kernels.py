@@ -150,3 +150,47 @@ def test_kernel_tanh_is_within_two_ulp(dtype, cpu_isa):
     y, _ = functional.rnn(rows.unsqueeze(0), torch.zeros(n, n, dtype=dtype), eye, zeros)
     got = torch.diagonal(y[0])[: specials.numel()]
     torch.testing.assert_close(got, torch.tanh(specials), equal_nan=True, rtol=2 * torch.finfo(dtype).eps, atol=0)
+
+
+def pool_stats():
+    return fusedrnn._C.cpu_scratch_pool_stats()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stale_scratch_memory_is_never_read(cell):
+    """Large temporaries (workspace, gate gradients, packed panels) come from a pool and keep what the
+    previous call left there. A call on NaN inputs fills them with NaN; the same shapes then run on
+    fresh inputs in that memory and must still match the reference exactly where it is finite."""
+    case = make_case(cell, 64, 8, 64, 128, varlen=True, seed=5)  # float64: temporaries of 0.3-2 MB
+    poisoned = case.with_tensors([torch.full_like(case.x, float("nan"))] + case.tensors()[1:])
+    fusedrnn._C.clear_cpu_scratch_pool()
+    outputs, grads = forward_and_grads(functional, poisoned)
+    assert torch.isnan(outputs[0]).all() and torch.isnan(grads[3]).all()  # what goes back to the pool is NaN
+    before = pool_stats()
+    actual = forward_and_grads(functional, case)
+    assert pool_stats()["reuses"] > before["reuses"]  # the second call did run in the poisoned memory
+    expected = forward_and_grads(reference, case)
+    for a, e in zip(actual[0] + actual[1], expected[0] + expected[1]):
+        assert_close_relative(a, e, 1e-10)
+
+
+def test_training_steps_reuse_scratch_memory():
+    torch.manual_seed(6)
+    ours = fusedrnn.LSTM(64, 128, num_layers=2)
+    x = torch.randn(50, 8, 64)
+    fusedrnn._C.clear_cpu_scratch_pool()
+    grads = []
+    for _ in range(3):
+        ours.zero_grad()
+        ours(x)[0].sum().backward()
+        grads.append([p.grad.clone() for p in ours.parameters()])
+        if len(grads) == 2:
+            after_two = pool_stats()
+    after_three = pool_stats()
+    assert after_three["allocations"] == after_two["allocations"]  # the third step allocated nothing large
+    assert after_three["reuses"] > after_two["reuses"]
+    for a, b in zip(grads[0], grads[2]):
+        assert torch.equal(a, b)
+    assert pool_stats()["idle_bytes"] > 0
+    fusedrnn._C.clear_cpu_scratch_pool()
+    assert pool_stats()["idle_blocks"] == 0 and pool_stats()["idle_bytes"] == 0

@@ -8,6 +8,7 @@
 
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
+#include "cpu/scratch_pool.h"
 
 #ifdef FUSEDRNN_WITH_CUDA
 extern "C" int fusedrnn_cuda_runtime_version();  // csrc/cuda/runtime_info.cu
@@ -90,6 +91,19 @@ PyObject* clear_cpu_weight_cache(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
+// Counters of the CPU scratch-buffer pool: {"reuses", "allocations", "idle_blocks", "idle_bytes"}.
+PyObject* cpu_scratch_pool_stats(PyObject*, PyObject*) {
+  const auto s = fusedrnn::cpu::scratch_pool_stats();
+  return Py_BuildValue("{s:L,s:L,s:L,s:L}", "reuses", static_cast<long long>(s.reuses), "allocations",
+                       static_cast<long long>(s.allocations), "idle_blocks", static_cast<long long>(s.idle_blocks),
+                       "idle_bytes", static_cast<long long>(s.idle_bytes));
+}
+
+PyObject* clear_cpu_scratch_pool(PyObject*, PyObject*) {
+  fusedrnn::cpu::clear_scratch_pool();
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "True when the CUDA part was compiled."},
     {"cuda_runtime_version", cuda_runtime_version, METH_NOARGS, "CUDA runtime version linked, 0 without CUDA."},
@@ -104,6 +118,10 @@ PyMethodDef methods[] = {
      "Packed recurrent weights of the CPU kernels: {'packs', 'hits', 'entries'} since import."},
     {"clear_cpu_weight_cache", clear_cpu_weight_cache, METH_NOARGS,
      "Drops every cached packing of recurrent weights (needed only after writes that bypass the version counter)."},
+    {"cpu_scratch_pool_stats", cpu_scratch_pool_stats, METH_NOARGS,
+     "Large CPU temporaries: {'reuses', 'allocations'} since import, {'idle_blocks', 'idle_bytes'} held now."},
+    {"clear_cpu_scratch_pool", clear_cpu_scratch_pool, METH_NOARGS,
+     "Frees the idle memory the CPU ops keep for their next call's temporaries."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "fusedrnn native ops", -1, methods};

@@ -8,7 +8,11 @@ at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const s
 }
 
 at::Tensor gather_prev_state(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps) {
-  at::Tensor prev = at::empty_like(states);
+  return gather_prev_state_into(states, initial, steps, at::empty_like(states));
+}
+
+at::Tensor gather_prev_state_into(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps,
+                                  at::Tensor prev) {
   const int64_t T = static_cast<int64_t>(steps.size());
   const bool dense = T > 0 && steps.front().rows == initial.size(0) && steps.back().rows == initial.size(0);
   if (dense) {  // every step has all B rows: two block copies instead of one per step

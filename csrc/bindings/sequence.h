@@ -17,6 +17,9 @@ at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const s
 // The state each packed row started its step from: [N, P], gathered from
 // states: [N, P] (the layer output, one row per packed row) and initial: [B, P].
 at::Tensor gather_prev_state(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps);
+// The same, written into prev (a tensor shaped like states) and returned.
+at::Tensor gather_prev_state_into(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps,
+                                  at::Tensor prev);
 
 struct LinearGrads {
   at::Tensor dx, dw_ih, dw_hh, db_ih, db_hh;  // biases' gradients are empty tensors without bias

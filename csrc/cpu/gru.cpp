@@ -7,6 +7,7 @@
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"
+#include "cpu/scratch_pool.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -26,7 +27,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
   const Tensor xproj = input_product<T>(x, w_ih, w_ih_source, !training);  // [N, 3H], no bias
   Tensor y = at::empty({N, H}, x.options());
   Tensor h = h0.clone();  // [B, H]: final hidden state
-  Tensor workspace = training ? at::empty({N, kGruWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
+  Tensor workspace = training ? scratch_empty({N, kGruWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
 
   run_forward_steps(steps, panels.size(0), B * H * kGruGates * H, [&](const Step& s, int64_t begin, int64_t end) {
     GruForwardStep<T> p{};
@@ -57,8 +58,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
   const StepPasses<T>& kernels = step_passes<T>();
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::Columns, kGruGates, kernels.lanes, false);
 
-  Tensor dgates_ih = at::empty({N, kGruGates * H}, x.options());
-  Tensor dgates_hh = at::empty({N, kGruGates * H}, x.options());
+  Tensor dgates_ih = scratch_empty({N, kGruGates * H}, x.options());
+  Tensor dgates_hh = scratch_empty({N, kGruGates * H}, x.options());
   Tensor dh = grad_hn.clone();  // [B, H]
 
   run_backward_steps<T>(
@@ -80,7 +81,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
                                 kGruGates * H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, true};
       });
 
-  const Tensor h_prev = gather_prev_state(y, h0, steps);
+  const Tensor h_prev = gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options()));
   LinearGrads g = linear_grads_cpu<T>(dgates_ih, dgates_hh, x, h_prev, w_ih, has_bias);
   return {g.dx, dh, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
 }

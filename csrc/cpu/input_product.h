@@ -7,6 +7,7 @@
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"
+#include "cpu/scratch_pool.h"
 
 namespace fusedrnn::cpu {
 
@@ -29,7 +30,7 @@ at::Tensor input_product(const at::Tensor& x, const at::Tensor& w_ih, const at::
   const int64_t N = x.size(0), I = x.size(1), cols = w_ih.size(0);
   // Columns of W_ih^T in blocks of kPanelVectors * L are W_ih's rows packed as a one-gate layer's.
   const at::Tensor panels = packed_panels(w_ih_source, w_ih, PanelKind::GateRows, 1, kernels.lanes, use_cache);
-  at::Tensor out = at::empty({N, cols}, x.options());
+  at::Tensor out = scratch_empty({N, cols}, x.options());
   const ColumnProduct<T> q{N, I, cols, x.data_ptr<T>(), I, false, panels.data_ptr<T>(), out.data_ptr<T>(), cols, false};
   parallel_shares(panels.size(0), N * I * cols, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
   return out;

@@ -10,6 +10,7 @@
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"
+#include "cpu/scratch_pool.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -32,7 +33,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_forward_typed(
   Tensor y = at::empty({N, P}, x.options());
   Tensor h = h0.clone();  // [B, P]: final hidden state; rows past batch_sizes[t] keep theirs
   Tensor c = c0.clone();  // [B, H]: running cell state
-  Tensor workspace = training ? at::empty({N, kLstmWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
+  Tensor workspace = training ? scratch_empty({N, kLstmWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
   Tensor unprojected = projected ? at::empty({B, H}, x.options()) : Tensor();
 
   auto step_args = [&](const Step& s) {
@@ -81,7 +82,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
   const int64_t ws_cols = kLstmWorkspaceCols * H;
   const StepPasses<T>& kernels = step_passes<T>();
 
-  Tensor dgates = at::empty({N, kLstmGates * H}, x.options());
+  Tensor dgates = scratch_empty({N, kLstmGates * H}, x.options());
   Tensor dh = grad_hn.clone();  // [B, P]: gradient of the running hidden state
   Tensor dc = grad_cn.clone();  // [B, H]
 
@@ -112,7 +113,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
                                   kLstmGates * H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
         });
   } else {
-    Tensor dh_steps = at::empty({N, P}, x.options());  // for dW_hr
+    Tensor dh_steps = scratch_empty({N, P}, x.options());  // for dW_hr
     Tensor dunprojected = at::empty({B, H}, x.options());
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
       const Step& s = *it;
@@ -128,12 +129,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
       mm_into(dh_rows, dgates.narrow(0, s.offset, s.rows), w_hh);
     }
     const Tensor o = workspace.narrow(1, 3 * H, H), c = workspace.narrow(1, 4 * H, H);
-    const Tensor h_prev = gather_prev_state(y, h0, steps);
+    const Tensor h_prev = gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options()));
     LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, h_prev, w_ih, has_bias);
     return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::mm(dh_steps.t(), o * at::tanh(c))};
   }
 
-  const Tensor h_prev = gather_prev_state(y, h0, steps);
+  const Tensor h_prev = gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options()));
   LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, h_prev, w_ih, has_bias);
   return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::empty({0}, x.options())};
 }

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "cpu/scratch_pool.h"
 #include "cpu/step_args.h"
 
 namespace fusedrnn::cpu {
@@ -139,7 +140,7 @@ bool still_valid(const Entry& e, const at::Tensor& source, uint64_t hash) {
 at::Tensor pack_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes) {
   const int64_t H = w.size(0) / gates, K = w.size(1);
   const int64_t blocks = forward_panel_blocks(static_cast<int>(gates));
-  at::Tensor out = at::empty({ceil_div(H, blocks * lanes), K, gates * blocks, lanes}, w.options());
+  at::Tensor out = scratch_empty({ceil_div(H, blocks * lanes), K, gates * blocks, lanes}, w.options());
   zero_partial_last_panel(out, H, blocks * lanes);
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fusedrnn_pack_gate_rows",
                              [&] { fill_gate_rows<scalar_t>(w.contiguous(), gates, lanes, out); });
@@ -148,7 +149,7 @@ at::Tensor pack_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes) {
 
 at::Tensor pack_columns(const at::Tensor& w, int64_t lanes) {
   const int64_t M = w.size(0), C = w.size(1);
-  at::Tensor out = at::empty({ceil_div(C, kPanelVectors * lanes), M, kPanelVectors, lanes}, w.options());
+  at::Tensor out = scratch_empty({ceil_div(C, kPanelVectors * lanes), M, kPanelVectors, lanes}, w.options());
   zero_partial_last_panel(out, C, kPanelVectors * lanes);
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fusedrnn_pack_columns",
                              [&] { fill_columns<scalar_t>(w.contiguous(), lanes, out); });

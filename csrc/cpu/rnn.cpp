@@ -7,6 +7,7 @@
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"
+#include "cpu/scratch_pool.h"
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
@@ -26,7 +27,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward_typed(
   const int64_t I = x.size(1);
   Tensor y = at::empty({N, H}, x.options());
   Tensor h = h0.clone();  // [B, H]: final hidden state
-  Tensor workspace = training ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
+  Tensor workspace = training ? scratch_empty({N, H}, x.options()) : at::empty({0}, x.options());
 
   run_forward_steps(steps, panels.size(0), B * (H + (input.folded() ? I : 0)) * H,
                     [&](const Step& s, int64_t begin, int64_t end) {
@@ -60,7 +61,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
   const StepPasses<T>& kernels = step_passes<T>();
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::Columns, 1, kernels.lanes, false);
 
-  Tensor dpre = at::empty({N, H}, x.options());
+  Tensor dpre = scratch_empty({N, H}, x.options());
   Tensor dh = grad_hn.clone();  // [B, H]
 
   run_backward_steps<T>(
@@ -81,7 +82,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_typed(
                                 panels.data_ptr<T>(), dh.data_ptr<T>(), H, false};
       });
 
-  const Tensor h_prev = gather_prev_state(y, h0, steps);
+  const Tensor h_prev = gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options()));
   LinearGrads g = linear_grads_cpu<T>(dpre, dpre, x, h_prev, w_ih, has_bias);
   return {g.dx, dh, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
 }

@@ -137,7 +137,10 @@ def _peak_rss_growth(fn) -> float | None:
     global _libc
     try:
         _libc = _libc or ctypes.CDLL("libc.so.6")
-        _libc.malloc_trim(0)  # hand freed memory back, so that the call's own allocations show
+        # Hand freed memory back (malloc's, and the idle buffers fusedrnn keeps for its next call), so
+        # that the call's own allocations show.
+        fusedrnn._C.clear_cpu_scratch_pool()
+        _libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
     except OSError:
