@@ -23,3 +23,11 @@ def test_quick_benchmark_writes_its_outputs(tmp_path):
     assert "| cell |" in (tmp_path / "cpu.md").read_text()
     png = (tmp_path / "cpu.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_timed_repeats_fill_the_minimum_time():
+    from fusedrnn.bench.runner import timed_repeats
+    assert timed_repeats(5.0, 10, 1.0) == 200  # 200 calls of 5 ms: one second per side
+    assert timed_repeats(500.0, 10, 1.0) == 10  # never fewer than asked
+    assert timed_repeats(0.01, 10, 1.0) == 500  # capped
+    assert timed_repeats(5.0, 10, 0.0) == 10

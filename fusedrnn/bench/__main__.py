@@ -78,7 +78,9 @@ def main(argv=None):
     parser.add_argument("--mode", help="comma-separated: inference, training")
     parser.add_argument("--quick", action="store_true", help="a small grid (seconds)")
     parser.add_argument("--full", action="store_true", help="the full grid of DESIGN.md section 7")
-    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians), at least")
+    parser.add_argument("--min-seconds", type=float, help="repeat until each side has run about this long "
+                        "(at most 500 repetitions; default 1 on the CPU, 0 on CUDA and with --quick)")
     parser.add_argument("--no-memory", action="store_true", help="skip the T=512 peak-memory cases")
     parser.add_argument("--algo", choices=["auto", "step", "persistent"],
                         help="CUDA algorithm, forwarded to FUSEDRNN_ALGO (default auto)")
@@ -97,7 +99,11 @@ def main(argv=None):
     command = "python -m fusedrnn.bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(line, flush=True)
 
-    results = [run_case(case, repeats=args.repeats) for case in progress(build_cases(args), "benchmark")]
+    min_seconds = args.min_seconds
+    if min_seconds is None:
+        min_seconds = 1.0 if args.device == "cpu" and not args.quick else 0.0
+    results = [run_case(case, repeats=args.repeats, min_seconds=min_seconds)
+               for case in progress(build_cases(args), "benchmark")]
     memory = [] if args.no_memory or args.quick else [
         run_case(case, repeats=1, warmup=1) for case in progress(memory_cases(args), "memory (T=512)")]
 

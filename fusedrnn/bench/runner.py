@@ -180,7 +180,15 @@ def algorithm_of(step) -> str:
     return ran.pop() if len(ran) == 1 else "mixed"
 
 
-def run_case(case: Case, repeats: int = 10, warmup: int = 3) -> Result:
+def timed_repeats(warmup_ms: float, repeats: int, min_seconds: float, max_repeats: int = 500) -> int:
+    """At least `repeats`, and enough that each side runs ~min_seconds: a median of ten 5 ms calls
+    spans 50 ms, within one burst of a neighbour's load on a shared machine."""
+    if warmup_ms <= 0:
+        return repeats
+    return max(repeats, min(max_repeats, int(min_seconds * 1e3 / warmup_ms)))
+
+
+def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float = 0.0) -> Result:
     plain, fused, x = build_pair(case)
     with torch.no_grad():
         err = (plain(x)[0].float() - fused(x)[0].float()).abs().max().item()
@@ -188,9 +196,11 @@ def run_case(case: Case, repeats: int = 10, warmup: int = 3) -> Result:
     algorithm = algorithm_of(steps["fused"]) if case.device == "cuda" else None
     peaks = {name: peak_memory_mb(step, case.device) for name, step in steps.items()}
     timer = _time_cuda if case.device == "cuda" else _time_cpu
+    slowest_warmup_ms = 0.0
     for _ in range(warmup):
         for step in steps.values():
-            step()
+            slowest_warmup_ms = max(slowest_warmup_ms, timer(step))
+    repeats = timed_repeats(slowest_warmup_ms, repeats, min_seconds)
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
