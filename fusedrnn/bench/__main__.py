@@ -121,7 +121,7 @@ def main(argv=None):
     if paths["json"]:
         report.write_json(paths["json"], info, command, results, memory)
     if paths["markdown"]:
-        report.write_markdown(paths["markdown"], line, command, results, memory)
+        report.write_markdown(paths["markdown"], line, command, results, memory, min_seconds)
     if paths["plot"] and not report.write_plot(paths["plot"], line, results):
         print("matplotlib is not installed: no plot written", file=sys.stderr)
     written = [p for p in paths.values() if p and os.path.exists(p)]

@@ -40,11 +40,12 @@ def write_json(path, machine, command, results, memory_results) -> None:
                    "memory": [r.to_dict() for r in memory_results]}, f, indent=1)
 
 
-def write_markdown(path, machine_line, command, results, memory_results) -> None:
+def write_markdown(path, machine_line, command, results, memory_results, min_seconds=0.0) -> None:
+    repeats = f" until each side ran ~{min_seconds:g} s (10-500 calls)" if min_seconds > 0 else ""
     with open(path, "w") as f:
         f.write(f"# fusedrnn vs torch.nn\n\n- machine: {machine_line}\n- command: `{command}`\n"
-                "- method: same weights and inputs, warm-up, interleaved repetitions, medians; training = "
-                "forward + backward of the output's sum\n\n")
+                f"- method: same weights and inputs, warm-up, interleaved repetitions{repeats}, medians; "
+                "training = forward + backward of the output's sum\n\n")
         f.write(markdown_table(results) + "\n")
         if memory_results:
             f.write("\n## Peak memory, training forward + backward at T=512\n\n")
