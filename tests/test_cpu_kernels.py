@@ -194,3 +194,36 @@ def test_training_steps_reuse_scratch_memory():
     assert pool_stats()["idle_bytes"] > 0
     fusedrnn._C.clear_cpu_scratch_pool()
     assert pool_stats()["idle_blocks"] == 0 and pool_stats()["idle_bytes"] == 0
+
+
+def test_concurrent_callers_share_the_scratch_pool():
+    """Python threads training their own models at once take and return pooled blocks concurrently;
+    every step must still give the bits a lone step gave."""
+    import threading
+
+    torch.manual_seed(7)
+    models = [fusedrnn.LSTM(64, 96 + 8 * i) for i in range(3)]
+    inputs = [torch.randn(40, 8 + i, 64) for i in range(3)]
+
+    def step(i):
+        models[i].zero_grad()
+        y = models[i](inputs[i])[0]
+        y.sum().backward()
+        return [y.detach().clone()] + [p.grad.clone() for p in models[i].parameters()]
+
+    expected = [step(i) for i in range(3)]
+    reuses_before = pool_stats()["reuses"]
+    mismatches = []
+
+    def worker(i):
+        for _ in range(10):
+            if not all(torch.equal(a, b) for a, b in zip(step(i), expected[i])):
+                mismatches.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mismatches == []
+    assert pool_stats()["reuses"] > reuses_before
