@@ -1,5 +1,6 @@
-// CPU GRU: the structure of lstm.cpp (one team per sequence, one barrier per step, the h-side
-// product fused with the gate math in registers); backward adds dh * z to dh_{t-1} = dgates_hh W_hh.
+// CPU GRU: the structure of lstm.cpp (one team per sequence, one barrier per step, the step's products
+// fused with the gate math in registers, the x side of n kept apart from its h side); backward adds
+// dh * z to dh_{t-1} = dgates_hh W_hh.
 #include "cpu/layers.h"
 #include "bindings/sequence.h"
 #include "cpu/input_product.h"
@@ -24,20 +25,21 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_typed(
   const Tensor panels = packed_panels(w_hh_source, w_hh, PanelKind::GateRows, kGruGates, kernels.lanes,
                                      !training);
 
-  const Tensor xproj = input_product<T>(x, w_ih, w_ih_source, !training);  // [N, 3H], no bias
+  const InputSide input = input_side<T>(x, w_ih, w_ih_source, w_hh, kGruGates, B, !training);
+  const int64_t I = x.size(1);
   Tensor y = at::empty({N, H}, x.options());
   Tensor h = h0.clone();  // [B, H]: final hidden state
   Tensor workspace = training ? scratch_empty({N, kGruWorkspaceCols * H}, x.options()) : at::empty({0}, x.options());
 
-  run_forward_steps(steps, panels.size(0), B * H * kGruGates * H, [&](const Step& s, int64_t begin, int64_t end) {
+  const int64_t macs_per_step = B * (H + (input.folded() ? I : 0)) * kGruGates * H;
+  run_forward_steps(steps, panels.size(0), macs_per_step, [&](const Step& s, int64_t begin, int64_t end) {
     GruForwardStep<T> p{};
     p.rows = s.rows;
     p.hidden = H;
-    // No fused input product: the GRU keeps its x- and h-side n gates apart.
     p.product = {panels.data_ptr<T>(), H,
-                 PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H}, nullptr,
-                 0, nullptr};
-    p.xproj = xproj.data_ptr<T>() + s.offset * kGruGates * H;
+                 PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, h0.data_ptr<T>(), s.prev_rows, H, H},
+                 input.folded() ? input.panels.data_ptr<T>() : nullptr, I, x.data_ptr<T>() + s.offset * I};
+    p.xproj = input.folded() ? nullptr : input.xproj.data_ptr<T>() + s.offset * kGruGates * H;
     p.b_ih = data_or_null<T>(b_ih);
     p.b_hh = data_or_null<T>(b_hh);
     p.h = h.data_ptr<T>();

@@ -11,7 +11,7 @@
 
 namespace fusedrnn::cpu {
 
-// Whether the LSTM and RNN fold x_t W_ih^T into each step (RecurrentProduct's input_panels) instead of
+// Whether a layer folds x_t W_ih^T into each step (RecurrentProduct's input_panels) instead of
 // one product over all steps first. Folding saves sending the [N, G*H] result through memory and
 // back, but makes every step stream W_ih as well as W_hh: it pays from batch 4 while both weights
 // stay cache-resident (<= 8 MB together: L3 is 32 MB on the machines measured, shared by the
@@ -36,7 +36,7 @@ at::Tensor input_product(const at::Tensor& x, const at::Tensor& w_ih, const at::
   return out;
 }
 
-// The input side of an LSTM or RNN layer, as fuse_input_product decides: x W_ih^T for every step up
+// The input side of a layer, as fuse_input_product decides: x W_ih^T for every step up
 // front (xproj), or W_ih packed as forward panels to fold x_t W_ih^T into each step (panels).
 struct InputSide {
   at::Tensor xproj;   // [N, G*H] (no bias), or undefined when folded

@@ -143,8 +143,10 @@ inline void for_each_row_tile(int64_t rows, const F& tile) {
 }
 
 // For panels [panel_begin, panel_end) and every row of the step: the products in registers, then
-// epilogue(row, panel, acc) with acc: Vec<T>[NV], the row's products for that panel.
-template <typename T, int NV, typename Epilogue>
+// epilogue(row, panel, acc, input_only) with acc: Vec<T>[NV], the row's products for that panel.
+// With a fused input product, vector kInputApart (if >= 0) keeps its x_t W_ih^T part apart: acc holds
+// only the h side there and input_only the x side (the GRU's n gate); input_only is zero otherwise.
+template <typename T, int NV, int kInputApart = -1, typename Epilogue>
 inline void forward_panels(int64_t rows, const RecurrentProduct<T>& product, int64_t panel_begin,
                            int64_t panel_end, const Epilogue& epilogue) {
   constexpr int L = Vec<T>::size();
@@ -154,15 +156,23 @@ inline void forward_panels(int64_t rows, const RecurrentProduct<T>& product, int
     for_each_row_tile<MR>(rows, [&](auto tile_rows, int64_t r0) {
       constexpr int R = decltype(tile_rows)::value;
       Vec<T> acc[R][NV];
+      Vec<T> input_only[R];
       tile_zero(acc);
+      for (int r = 0; r < R; ++r) input_only[r] = Vec<T>(T(0));
       const T* a[R];
       if (product.input_panels) {
         for (int r = 0; r < R; ++r) a[r] = product.x + (r0 + r) * product.input_k;
         tile_accumulate(a, product.input_panels + panel * product.input_k * NV * L, product.input_k, acc);
+        if constexpr (kInputApart >= 0) {
+          for (int r = 0; r < R; ++r) {
+            input_only[r] = acc[r][kInputApart];
+            acc[r][kInputApart] = Vec<T>(T(0));
+          }
+        }
       }
       for (int r = 0; r < R; ++r) a[r] = product.h_prev.row(r0 + r);
       tile_accumulate(a, w, product.k, acc);
-      for (int r = 0; r < R; ++r) epilogue(r0 + r, panel, acc[r]);
+      for (int r = 0; r < R; ++r) epilogue(r0 + r, panel, acc[r], input_only[r]);
     });
   }
 }
@@ -173,7 +183,8 @@ void lstm_forward(const LstmForwardStep<T>& p, int64_t panel_begin, int64_t pane
   constexpr int64_t L = Vec<T>::size();
   const int64_t H = p.hidden;
   forward_panels<T, kLstmGates>(
-      p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kLstmGates]) {
+      p.rows, p.product, panel_begin, panel_end,
+      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kLstmGates], const Vec<T>&) {
         const int64_t j = panel * L, n = std::min(L, H - j);
         const T* xproj = p.xproj ? p.xproj + r * kLstmGates * H : nullptr;  // null: fused input product
         auto pre = [&](int gate) {
@@ -201,14 +212,16 @@ void gru_forward(const GruForwardStep<T>& p, int64_t panel_begin, int64_t panel_
   using M = VecMath<T>;
   constexpr int64_t L = Vec<T>::size();
   const int64_t H = p.hidden;
-  forward_panels<T, kGruGates>(
-      p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kGruGates]) {
+  // With the input product fused, hh[0] and hh[1] hold both sides of r and z, and x_n arrives apart.
+  forward_panels<T, kGruGates, 2>(
+      p.rows, p.product, panel_begin, panel_end,
+      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kGruGates], const Vec<T>& x_n) {
         const int64_t j = panel * L, n = std::min(L, H - j);
-        const T* xproj = p.xproj + r * kGruGates * H;
+        const T* xproj = p.xproj ? p.xproj + r * kGruGates * H : nullptr;  // null: fused input product
         auto input_side = [&](int gate) { return load(xproj, gate * H + j, n) + load(p.b_ih, gate * H + j, n); };
         auto hidden_side = [&](int gate) { return hh[gate] + load(p.b_hh, gate * H + j, n); };
         const auto hn = hidden_side(2);
-        const auto a = gru_cell_forward<M>(input_side(0), input_side(1), input_side(2), hidden_side(0),
+        const auto a = gru_cell_forward<M>(input_side(0), input_side(1), input_side(2) + x_n, hidden_side(0),
                                            hidden_side(1), hn, load(p.product.h_prev.row(r), j, n));
         store(a.h, p.h + r * H, j, n);
         store(a.h, p.y + r * H, j, n);
@@ -229,7 +242,8 @@ void rnn_forward(const RnnForwardStep<T>& p, int64_t panel_begin, int64_t panel_
   constexpr int blocks = forward_panel_blocks(1);
   const int64_t H = p.hidden;
   forward_panels<T, blocks>(
-      p.rows, p.product, panel_begin, panel_end, [&](int64_t r, int64_t panel, const Vec<T>(&hh)[blocks]) {
+      p.rows, p.product, panel_begin, panel_end,
+      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[blocks], const Vec<T>&) {
         for (int b = 0; b < blocks; ++b) {
           const int64_t j = (panel * blocks + b) * L;
           if (j >= H) break;

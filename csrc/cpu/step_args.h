@@ -51,7 +51,8 @@ struct LstmForwardStep {
 template <typename T>
 struct GruForwardStep {
   int64_t rows, hidden;
-  RecurrentProduct<T> product;  // its h_prev also feeds h' = (1 - z) n + z h_prev
+  RecurrentProduct<T> product;  // its h_prev also feeds h' = (1 - z) n + z h_prev; its input part
+                                // (when fused) keeps x_n apart from h_n
   const T* xproj;  // [rows, 3H]: x W_ih^T (no bias)
   const T* b_ih;   // [3H] or nullptr
   const T* b_hh;   // [3H] or nullptr
