@@ -98,6 +98,15 @@ inline void tile_accumulate(const T* const (&a)[R], const T* panel, int64_t k_si
     for (int v = 0; v < NV; ++v) sum[r][v] = acc[r][v];
   }
   for (int64_t k = 0; k < k_size; ++k) {
+    if constexpr (!std::is_same_v<Step, std::integral_constant<int64_t, 1>>) {
+      // Walking a column, each k is a new cache line (and soon a new page), which the hardware
+      // prefetchers do not fetch ahead. GRU training at B=8, H=256 (its dW products walk columns):
+      // speed-up over torch.nn 2.81x -> 2.88x and 2.82x -> 2.89x in two A/Bs of alternating processes
+      // (absolute medians moved with the machine's load); LSTM and RNN within noise.
+      const int64_t ahead = std::min(k + 24, k_size - 1) * a_step;
+      __builtin_prefetch(a[0] + ahead);
+      __builtin_prefetch(a[R - 1] + ahead);
+    }
     const T* w = panel + k * NV * L;
     Vec<T> wv[NV];
 #pragma GCC unroll 8
