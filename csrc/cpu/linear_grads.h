@@ -12,6 +12,7 @@
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"
+#include "cpu/scratch_pool.h"
 
 namespace fusedrnn::cpu {
 
@@ -57,6 +58,12 @@ at::Tensor transposed_product(const at::Tensor& d, const at::Tensor& b) {
   constexpr int64_t kWalkableBytes = int64_t{4} << 20;
   if (d.numel() * static_cast<int64_t>(sizeof(T)) > kWalkableBytes) return at::mm(d.t(), b);
   return tiled_product<T>(d, true, b);
+}
+
+// The state each packed row started its step from (sequence.h's gather), in pooled memory: it lives
+// only until the weight gradients are formed. y: [N, P], h0: [B, P] -> [N, P].
+inline at::Tensor prev_states(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps) {
+  return gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options()));
 }
 
 // dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], h_prev: [N, P], w_ih: [G*H, I]; all contiguous.

@@ -39,7 +39,7 @@ template <typename T>
 struct LstmForwardStep {
   int64_t rows, hidden;
   RecurrentProduct<T> product;
-  const T* xproj;  // [rows, 4H]: x W_ih^T (no bias)
+  const T* xproj;  // [rows, 4H]: x W_ih^T (no bias), or nullptr when product.input_panels is set
   const T* b_ih;   // [4H] or nullptr
   const T* b_hh;   // [4H] or nullptr
   T* c;            // [rows, H]: previous cell state in, new cell state out
@@ -53,7 +53,7 @@ struct GruForwardStep {
   int64_t rows, hidden;
   RecurrentProduct<T> product;  // its h_prev also feeds h' = (1 - z) n + z h_prev; its input part
                                 // (when fused) keeps x_n apart from h_n
-  const T* xproj;  // [rows, 3H]: x W_ih^T (no bias)
+  const T* xproj;  // [rows, 3H]: x W_ih^T (no bias), or nullptr when product.input_panels is set
   const T* b_ih;   // [3H] or nullptr
   const T* b_hh;   // [3H] or nullptr
   T* h;            // [rows, H]: new hidden state out (the final state)
@@ -66,7 +66,7 @@ struct RnnForwardStep {
   int64_t rows, hidden;
   Activation act;
   RecurrentProduct<T> product;
-  const T* xproj;  // [rows, H]: x W_ih^T (no bias)
+  const T* xproj;  // [rows, H]: x W_ih^T (no bias), or nullptr when product.input_panels is set
   const T* b_ih;   // [H] or nullptr
   const T* b_hh;   // [H] or nullptr
   T* h;            // [rows, H]: new hidden state out (the final state)
