@@ -1,6 +1,8 @@
 """The CPU kernels' own machinery: thread teams, register tiles at sizes that span several tiles and
 panels, and the packed-weight cache (reuse, and invalidation by every kind of weight change)."""
 
+import math
+
 import pytest
 import torch
 
@@ -150,6 +152,43 @@ def test_kernel_tanh_is_within_two_ulp(dtype, cpu_isa):
     y, _ = functional.rnn(rows.unsqueeze(0), torch.zeros(n, n, dtype=dtype), eye, zeros)
     got = torch.diagonal(y[0])[: specials.numel()]
     torch.testing.assert_close(got, torch.tanh(specials), equal_nan=True, rtol=2 * torch.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_sigmoid_is_within_two_and_a_half_ulp(dtype, cpu_isa):
+    """The float32 sigmoid is 1 / (1 + e^-x) on the kernels' own inline exp (and a refined reciprocal
+    with AVX-512). A one-step LSTM from c0 = 0 whose g gate saturates at exactly 1 (b_g = 100) returns
+    c_n = sigmoid(pre_i) * 1 exactly; checked against float64 down to x = -80 (below, the result is
+    subnormal and its ulp meaningless), then the special values."""
+
+    def sigmoid_of(x, w_i, b_i):  # c_n of one step: x [rows, I], w_i [n, I] and b_i [n] make pre_i
+        n = w_i.shape[0]
+        w_ih = torch.cat([w_i, torch.zeros(3 * n, w_i.shape[1], dtype=dtype)])
+        b_ih = torch.cat([b_i, torch.zeros(n, dtype=dtype), torch.full((n,), 100.0, dtype=dtype),
+                          torch.zeros(n, dtype=dtype)])
+        zeros = torch.zeros(x.shape[0], n, dtype=dtype)
+        _, (_, c_n) = functional.lstm(x.unsqueeze(0), (zeros, zeros), w_ih, torch.zeros(4 * n, n, dtype=dtype),
+                                      b_ih)
+        return c_n
+
+    n = 256
+    magnitudes = torch.logspace(-30, math.log10(80), 1 << 17, dtype=torch.float64)
+    x = torch.cat([magnitudes, -magnitudes, torch.randn(1 << 16, dtype=torch.float64) * 8]).to(dtype)
+    x = x[: x.numel() // n * n].reshape(-1, n)
+    got = sigmoid_of(x, torch.eye(n, dtype=dtype), torch.zeros(n, dtype=dtype))
+    exact = torch.sigmoid(x.double())
+    nearest = exact.to(dtype)
+    ulp = (torch.nextafter(nearest, torch.tensor(float("inf"), dtype=dtype)) - nearest).double()
+    assert ((got.double() - exact).abs() / ulp).max().item() <= 2.5
+
+    # The special values as the i gate's bias (through W_ih, an inf would meet 0 * inf = NaN). Far below
+    # zero the kernels saturate at a subnormal (float32: e^-88 / (1 + e^-88) ~ 6e-39) instead of 0.
+    specials = torch.tensor([0.0, float("inf"), float("-inf"), float("nan"), 1e-40, 100.0, -100.0, 88.0, -88.0],
+                            dtype=dtype)
+    m = specials.numel()
+    got = sigmoid_of(torch.zeros(1, 1, dtype=dtype), torch.zeros(m, 1, dtype=dtype), specials)[0]
+    torch.testing.assert_close(got, torch.sigmoid(specials), equal_nan=True, rtol=2 * torch.finfo(dtype).eps,
+                               atol=1e-38)
 
 
 def pool_stats():
