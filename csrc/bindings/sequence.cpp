@@ -11,15 +11,21 @@ at::Tensor gather_prev_state(const at::Tensor& states, const at::Tensor& initial
   return gather_prev_state_into(states, initial, steps, at::empty_like(states));
 }
 
+std::optional<DenseShift> dense_shift(const std::vector<Step>& steps, int64_t B) {
+  const int64_t T = static_cast<int64_t>(steps.size());
+  if (T == 0 || steps.front().rows != B || steps.back().rows != B) return std::nullopt;
+  const int64_t rest = (T - 1) * B;
+  const bool reverse = T > 1 && steps[0].t > steps[1].t;
+  return reverse ? DenseShift{rest, 0, B, rest} : DenseShift{rest, B, 0, 0};
+}
+
 at::Tensor gather_prev_state_into(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps,
                                   at::Tensor prev) {
-  const int64_t T = static_cast<int64_t>(steps.size());
-  const bool dense = T > 0 && steps.front().rows == initial.size(0) && steps.back().rows == initial.size(0);
-  if (dense) {  // every step has all B rows: two block copies instead of one per step
-    const int64_t B = initial.size(0), rest = (T - 1) * B;
-    const bool reverse = T > 1 && steps[0].t > steps[1].t;
-    prev.narrow(0, reverse ? rest : 0, B).copy_(initial);
-    if (rest > 0) prev.narrow(0, reverse ? 0 : B, rest).copy_(states.narrow(0, reverse ? B : 0, rest));
+  if (const auto shift = dense_shift(steps, initial.size(0))) {  // two block copies instead of one per step
+    prev.narrow(0, shift->initial_begin, initial.size(0)).copy_(initial);
+    if (shift->rest > 0) {
+      prev.narrow(0, shift->prev_begin, shift->rest).copy_(states.narrow(0, shift->states_begin, shift->rest));
+    }
     return prev;
   }
   for (const Step& s : steps) {

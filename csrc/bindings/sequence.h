@@ -14,6 +14,16 @@ namespace fusedrnn {
 // x: [N, I] -> [N, G*H] = x W_ih^T + b_ih, one GEMM for all steps.
 at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih);
 
+// A schedule whose every step has all B rows: each step's previous states are the rows of the step
+// visited before it, so the gathered matrix (below) is the states shifted by one step, with the
+// initial state in the gap. Rows [prev_begin, prev_begin + rest) of it are rows
+// [states_begin, states_begin + rest) of states; rows [initial_begin, initial_begin + B) are initial.
+struct DenseShift {
+  int64_t rest, prev_begin, states_begin, initial_begin;
+};
+// std::nullopt when some step has fewer rows (a PackedSequence of unequal lengths).
+std::optional<DenseShift> dense_shift(const std::vector<Step>& steps, int64_t B);
+
 // The state each packed row started its step from: [N, P], gathered from
 // states: [N, P] (the layer output, one row per packed row) and initial: [B, P].
 at::Tensor gather_prev_state(const at::Tensor& states, const at::Tensor& initial, const std::vector<Step>& steps);

@@ -83,8 +83,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward_typed(
                                 kGruGates * H, false, panels.data_ptr<T>(), dh.data_ptr<T>(), H, true};
       });
 
-  const Tensor h_prev = prev_states(y, h0, steps);
-  LinearGrads g = linear_grads_cpu<T>(dgates_ih, dgates_hh, x, h_prev, w_ih, has_bias);
+  LinearGrads g = linear_grads_cpu<T>(dgates_ih, dgates_hh, x, y, h0, steps, w_ih, has_bias);
   return {g.dx, dh, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
 }
 

@@ -36,44 +36,76 @@ void parallel_column_product(const ColumnProduct<T>& q, int64_t panels) {
   });
 }
 
-// a b, or a^T b when transposed, through the tiled kernel. a: [rows, k] (or [k, rows]), b: [k, cols].
+// out = a b, or a^T b when transposed, through the tiled kernel; out += ... when accumulate.
+// a: [rows, k] (or [k, rows]), b: [k, cols], out: [rows, cols] contiguous.
+template <typename T>
+void tiled_product_into(const at::Tensor& a, bool transposed, const at::Tensor& b, at::Tensor& out,
+                        bool accumulate) {
+  if (out.numel() == 0) return;
+  if (b.size(0) == 0) {
+    if (!accumulate) out.zero_();
+    return;
+  }
+  const at::Tensor panels = pack_columns(b, step_passes<T>().lanes);
+  const ColumnProduct<T> q{out.size(0), b.size(0), b.size(1), a.data_ptr<T>(), a.size(1), transposed,
+                           panels.data_ptr<T>(), out.data_ptr<T>(), out.size(1), accumulate};
+  parallel_column_product(q, panels.size(0));
+}
+
 template <typename T>
 at::Tensor tiled_product(const at::Tensor& a, bool transposed, const at::Tensor& b) {
   at::Tensor out = at::empty({transposed ? a.size(1) : a.size(0), b.size(1)}, b.options());
-  if (out.numel() == 0) return out;
-  if (b.size(0) == 0) return out.zero_();
-  const at::Tensor panels = pack_columns(b, step_passes<T>().lanes);
-  const ColumnProduct<T> q{out.size(0), b.size(0), b.size(1), a.data_ptr<T>(), a.size(1), transposed,
-                           panels.data_ptr<T>(), out.data_ptr<T>(), out.size(1), false};
-  parallel_column_product(q, panels.size(0));
+  tiled_product_into<T>(a, transposed, b, out, false);
   return out;
 }
 
-// d^T b: d: [N, M], b: [N, C] -> [M, C]. Walking d's columns touches one cache line per row of d; once d
-// outgrows the TLB's reach every row is a page miss, and ATen's GEMM (which packs d first) is faster:
-// measured on the 2-core EPYC, LSTM training at batch 64 is 5-10% faster with it, at batch 8 7% slower
-// (walking in TLB-sized chunks of rows did not close the gap).
+// out = d^T b, or out += d^T b: d: [N, M], b: [N, C], out: [M, C]. Walking d's columns touches one cache
+// line per row of d; once d outgrows the TLB's reach every row is a page miss, and ATen's GEMM (which
+// packs d first) is faster: measured on the 2-core EPYC, LSTM training at batch 64 is 5-10% faster with
+// it, at batch 8 7% slower (walking in TLB-sized chunks of rows did not close the gap).
 template <typename T>
-at::Tensor transposed_product(const at::Tensor& d, const at::Tensor& b) {
+void transposed_product_into(const at::Tensor& d, const at::Tensor& b, at::Tensor& out, bool accumulate) {
   constexpr int64_t kWalkableBytes = int64_t{4} << 20;
-  if (d.numel() * static_cast<int64_t>(sizeof(T)) > kWalkableBytes) return at::mm(d.t(), b);
-  return tiled_product<T>(d, true, b);
+  if (d.numel() * static_cast<int64_t>(sizeof(T)) <= kWalkableBytes) {
+    tiled_product_into<T>(d, true, b, out, accumulate);
+  } else if (accumulate) {
+    out.addmm_(d.t(), b);
+  } else {
+    at::mm_out(out, d.t(), b);
+  }
 }
 
-// The state each packed row started its step from (sequence.h's gather), in pooled memory: it lives
-// only until the weight gradients are formed. y: [N, P], h0: [B, P] -> [N, P].
-inline at::Tensor prev_states(const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps) {
-  return gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options()));
+// dW_hh = dgates_hh^T h_prev, h_prev: [N, P] the state each packed row started its step from.
+// dgates_hh: [N, G*H], y: [N, P] the layer's output, h0: [B, P]. When every step has all B rows, h_prev
+// is y shifted by one step, so the product reads y and h0 in place: gathering h_prev first copied
+// N x P values (40-180 us for an RNN at B=8, H=256, T=100 on the 2-core EPYC, ~1-4% of its step).
+template <typename T>
+at::Tensor recurrent_weight_grad(const at::Tensor& dgates_hh, const at::Tensor& y, const at::Tensor& h0,
+                                 const std::vector<Step>& steps) {
+  at::Tensor dw_hh = at::empty({dgates_hh.size(1), y.size(1)}, y.options());
+  const auto shift = dense_shift(steps, h0.size(0));
+  if (!shift) {  // varlen: gather the previous states, in pooled memory (they live only for this product)
+    transposed_product_into<T>(dgates_hh, gather_prev_state_into(y, h0, steps, scratch_empty(y.sizes(), y.options())),
+                               dw_hh, false);
+    return dw_hh;
+  }
+  transposed_product_into<T>(dgates_hh.narrow(0, shift->prev_begin, shift->rest),
+                             y.narrow(0, shift->states_begin, shift->rest), dw_hh, false);
+  transposed_product_into<T>(dgates_hh.narrow(0, shift->initial_begin, h0.size(0)), h0, dw_hh, true);
+  return dw_hh;
 }
 
-// dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], h_prev: [N, P], w_ih: [G*H, I]; all contiguous.
+// The gradients of a layer's linear maps, y: [N, P] and h0: [B, P] giving each row's previous state.
+// dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], w_ih: [G*H, I]; all contiguous.
 template <typename T>
 LinearGrads linear_grads_cpu(const at::Tensor& dgates_ih, const at::Tensor& dgates_hh, const at::Tensor& x,
-                             const at::Tensor& h_prev, const at::Tensor& w_ih, bool has_bias) {
+                             const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
+                             const at::Tensor& w_ih, bool has_bias) {
   LinearGrads g;
   g.dx = tiled_product<T>(dgates_ih, false, w_ih);
-  g.dw_ih = transposed_product<T>(dgates_ih, x);
-  g.dw_hh = transposed_product<T>(dgates_hh, h_prev);
+  g.dw_ih = at::empty({dgates_ih.size(1), x.size(1)}, x.options());
+  transposed_product_into<T>(dgates_ih, x, g.dw_ih, false);
+  g.dw_hh = recurrent_weight_grad<T>(dgates_hh, y, h0, steps);
   g.db_ih = has_bias ? dgates_ih.sum(0) : at::empty({0}, x.options());
   // The LSTM and RNN pass one matrix as both: its column sums are then summed once.
   const bool shared = dgates_hh.is_same(dgates_ih);

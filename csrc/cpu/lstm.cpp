@@ -129,13 +129,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
       mm_into(dh_rows, dgates.narrow(0, s.offset, s.rows), w_hh);
     }
     const Tensor o = workspace.narrow(1, 3 * H, H), c = workspace.narrow(1, 4 * H, H);
-    const Tensor h_prev = prev_states(y, h0, steps);
-    LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, h_prev, w_ih, has_bias);
+    LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, y, h0, steps, w_ih, has_bias);
     return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::mm(dh_steps.t(), o * at::tanh(c))};
   }
 
-  const Tensor h_prev = prev_states(y, h0, steps);
-  LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, h_prev, w_ih, has_bias);
+  LinearGrads g = linear_grads_cpu<T>(dgates, dgates, x, y, h0, steps, w_ih, has_bias);
   return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::empty({0}, x.options())};
 }
 
