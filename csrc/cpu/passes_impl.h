@@ -31,7 +31,7 @@ struct VecMath {
   // of oneDNN with these and the tanh's sign below (A/B, five alternating processes of each build).
   static V sigmoid(V x) {
     if constexpr (kInlineFloat) {
-      return V(reciprocal(V(1.0f) + V(exp_saturating(x.neg()))));
+      return reciprocal(V(1.0f) + exp_saturating(x.neg()));
     } else {
       return V(T(1)) / (V(T(1)) + x.neg().exp());
     }
@@ -53,7 +53,7 @@ struct VecMath {
       const V small = at::vec::fmadd(x * z, p, x);
       V large;
       if constexpr (kInlineFloat) {
-        large = one - V(2.0f) * V(reciprocal(V(exp_saturating(ax + ax)) + one));
+        large = one - V(2.0f) * reciprocal(exp_saturating(ax + ax) + one);
       } else {
         large = one - V(2.0f) / ((ax + ax).exp() + one);
       }
