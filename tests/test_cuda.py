@@ -122,9 +122,10 @@ def test_cuda_modules_match_torch_nn_on_cuda(kind, dtype, algorithm):
         loss.backward()
         outs.append([t.detach().double().cpu() for t in [out.data, *states, *[p.grad for p in module.parameters()]]])
     tol = 1e-4 if dtype == torch.float32 else 3e-2
-    for i, (a, e, r) in enumerate(zip(*outs)):
-        scale = r.abs().max().clamp_min(1.0).item()
-        fused_err, cudnn_err = (a - r).abs().max().item(), (e - r).abs().max().item()
+    for i, (cudnn_value, fused_value, exact_value) in enumerate(zip(*outs)):  # the order of the modules above
+        scale = exact_value.abs().max().clamp_min(1.0).item()
+        fused_err = (fused_value - exact_value).abs().max().item()
+        cudnn_err = (cudnn_value - exact_value).abs().max().item()
         assert fused_err <= max(tol * scale, 2 * cudnn_err), f"tensor {i}: fused {fused_err:.2e}, cuDNN {cudnn_err:.2e}"
 
 
