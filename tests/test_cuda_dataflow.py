@@ -8,6 +8,8 @@ product-only launch gives h0's gradient for the rows of the first visited step; 
 product-only launch, a GEMM through W_hr and a pointwise-only launch replace the one launch. This file
 runs exactly that flow (same buffers, same row ranges, same formulas) in Python and checks it against
 autograd through the reference, so the algorithm the kernels implement is tested even without a GPU.
+The forward reads each step's previous h as the 16-bit kernels do (csrc/bindings/cuda.cpp): from two
+[B, P] slots, step k writing slot k % 2 and reading slot (k + 1) % 2.
 """
 
 import pytest
@@ -55,11 +57,12 @@ def emulate(case, grad_y, grad_hn, grad_cn):
     # forward, keeping what the CUDA workspace keeps
     xproj = x @ w_ih.T + b_ih
     y = torch.zeros(N, P, dtype=x.dtype)
+    slots = torch.full((2, h0.shape[0], P), float("nan"), dtype=x.dtype)
     ws = {}
     c = c0.clone() if c0 is not None else None
-    for step in steps:
-        off, rows = step[0], step[1]
-        hp = prev_rows(y, h0, step)
+    for k, step in enumerate(steps):
+        off, rows, _, n_prev = step
+        hp = torch.cat([slots[(k + 1) % 2, :n_prev], h0[n_prev:rows]])
         hh = hp @ w_hh.T + b_hh
         xp = xproj[off:off + rows]
         if kind == "lstm":
@@ -80,6 +83,7 @@ def emulate(case, grad_y, grad_hn, grad_cn):
             h = (xp + hh).tanh() if act == "tanh" else (xp + hh).relu()
             ws[off] = (h,)
             y[off:off + rows] = h
+        slots[k % 2, :rows] = y[off:off + rows]
 
     # backward, launch by launch
     G = {"lstm": 4, "gru": 3, "rnn": 1}[kind]

@@ -132,6 +132,15 @@ DeviceSchedule device_schedule(const std::vector<Step>& steps, const LayerShape&
 
 // ------------------------------------------------------------------------------------- layers
 
+// x W_ih^T + b_ih in float, as the step kernels read it: 16-bit operands go through cuBLAS with a
+// float output, so the projection is not rounded to 16 bits (see step_args.h).
+Tensor float_input_projection(const Tensor& x, const Tensor& w_ih, const OptTensor& b_ih) {
+  if (x.scalar_type() == at::kFloat) return input_projection(x, w_ih, b_ih);
+  Tensor out = at::mm(x, w_ih.t(), at::kFloat);
+  if (defined(b_ih)) out.add_(*b_ih);
+  return out;
+}
+
 struct LayerTensors {
   Tensor x, h0, w_ih, w_hh;  // x packed [N, I]; the rest contiguous
   OptTensor c0, b_ih, b_hh, w_hr;
@@ -148,7 +157,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
   const auto float_opts = in.x.options().dtype(at::kFloat);
   const auto stream = at::cuda::getCurrentCUDAStream();
 
-  const Tensor xproj = input_projection(in.x, in.w_ih, in.b_ih);                   // [N, G*H]
+  constexpr bool kFloatStorage = std::is_same_v<T, float>;
+  const Tensor xproj = float_input_projection(in.x, in.w_ih, in.b_ih);             // [N, G*H] float
   const Tensor w_interleaved = in.w_hh.view({G, H, P}).transpose(0, 1).contiguous();  // row u*G+g
   Tensor y = at::empty({s.N, P}, in.x.options());
   Tensor h_state = in.h0.clone();  // [B, P]: the latest h of every row, h_n at the end
@@ -156,20 +166,34 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
   Tensor workspace = training ? at::empty({s.N, W * H}, float_opts) : at::empty({0}, float_opts);
   Tensor unprojected = projected ? at::empty({s.B, H}, in.x.options()) : Tensor();
   const Tensor w_hr_t = projected ? in.w_hr->t() : Tensor();
+  // The float h the steps start from: y itself for float storage, else two [B, P] slots that step k
+  // (visiting order) writes at k % 2 and reads at (k + 1) % 2; row r of every step is batch row r.
+  Tensor h_slots = kFloatStorage ? Tensor() : at::empty({2, s.B, P}, float_opts);
+  const Tensor h0_float = in.h0.to(at::kFloat).contiguous();
+  auto slot = [&](int64_t k) { return ptr<float>(h_slots) + (k & 1) * s.B * P; };
 
-  const bool tf32 = std::is_same_v<T, float> && at::globalContext().allowTF32CuDNN();
+  // Tensor cores: tf32 for float32 only when cudnn.allow_tf32 is set (as nn.LSTM reads it). Not for a
+  // 16-bit relu RNN: the MMA operands would round h to 16 bits, and its gradients follow the sign of
+  // every pre-activation (see step_args.h).
+  const bool tensor_cores = kFloatStorage ? at::globalContext().allowTF32CuDNN()
+                                          : !(Cell == CellKind::Rnn && act == Activation::Relu);
   const cuda::PersistentPlan plan =
-      cuda::plan_persistent_forward<Cell, T>(static_cast<int>(H), static_cast<int>(P), static_cast<int>(s.B), tf32,
-                                             device_limits(in.x.device()));
+      cuda::plan_persistent_forward<Cell, T>(static_cast<int>(H), static_cast<int>(P), static_cast<int>(s.B),
+                                             tensor_cores, device_limits(in.x.device()));
   if (use_persistent(plan, projected, s.packed)) {
     const DeviceSchedule schedule = device_schedule(steps, s, reverse, in.x.device());
     cuda::PersistentForwardArgs<T> p{};
     p.step.hidden = static_cast<int>(H);
     p.step.out = static_cast<int>(P);
     p.step.act = act;
-    p.step.h_prev = PrevState<T>{ptr<T>(y), ptr<T>(in.h0), 0, P, P};
+    if (plan.product == cuda::Product::Mma) {  // h as stored: the MMA operands are T
+      p.step.h_prev_stored = PrevState<T>{ptr<T>(y), ptr<T>(in.h0), 0, P, P};
+    } else {
+      p.step.h_prev = PrevState<float>{kFloatStorage ? ptr<float>(y) : nullptr, ptr<float>(h0_float), 0, P, P};
+      p.h_slots = kFloatStorage ? nullptr : ptr<float>(h_slots);
+    }
     p.step.w_hh = ptr<T>(w_interleaved);
-    p.step.xproj = ptr<T>(xproj);
+    p.step.xproj = ptr<float>(xproj);
     p.step.b_hh = ptr_or_null<T>(in.b_hh);
     p.step.c = Cell == CellKind::Lstm ? ptr<float>(c) : nullptr;
     p.step.h_out = ptr<T>(y);
@@ -182,24 +206,34 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
     return {y, h_state, c, workspace};
   }
   ++fusedrnn_cuda_algorithm_counts[0];
-  for (const Step& st : steps) {
+  for (int64_t k = 0; k < static_cast<int64_t>(steps.size()); ++k) {
+    const Step& st = steps[k];
     cuda::ForwardStepArgs<T> a{};
     a.rows = static_cast<int>(st.rows);
     a.hidden = static_cast<int>(H);
     a.out = static_cast<int>(P);
     a.act = act;
-    a.h_prev = PrevState<T>{ptr<T>(y) + st.prev_offset * P, ptr<T>(in.h0), st.prev_rows, P, P};
+    const float* prev = kFloatStorage ? ptr<float>(y) + st.prev_offset * P : slot(k + 1);
+    a.h_prev = PrevState<float>{prev, ptr<float>(h0_float), st.prev_rows, P, P};
     a.w_hh = ptr<T>(w_interleaved);
-    a.xproj = ptr<T>(xproj) + st.offset * G * H;
+    a.xproj = ptr<float>(xproj) + st.offset * G * H;
     a.b_hh = ptr_or_null<T>(in.b_hh);
     a.c = Cell == CellKind::Lstm ? ptr<float>(c) : nullptr;
     a.h_out = projected ? ptr<T>(unprojected) : ptr<T>(y) + st.offset * H;
     a.h_state = projected ? nullptr : ptr<T>(h_state);
+    a.h_float = kFloatStorage || projected ? nullptr : slot(k);
     a.workspace = training ? ptr<float>(workspace) + st.offset * W * H : nullptr;
     C10_CUDA_CHECK((cuda::launch_forward_step<Cell, T>(a, stream)));
     if (projected) {
       Tensor y_rows = y.narrow(0, st.offset, st.rows);
-      mm_into(y_rows, unprojected.narrow(0, 0, st.rows), w_hr_t);
+      const Tensor unprojected_rows = unprojected.narrow(0, 0, st.rows);
+      if (kFloatStorage) {
+        mm_into(y_rows, unprojected_rows, w_hr_t);
+      } else {  // the projection in float into the slot the next step reads, y rounded from it
+        Tensor h_rows = h_slots[k & 1].narrow(0, 0, st.rows);
+        h_rows.copy_(at::mm(unprojected_rows, w_hr_t, at::kFloat));
+        y_rows.copy_(h_rows);
+      }
       h_state.narrow(0, 0, st.rows).copy_(y_rows);
     }
   }

@@ -52,6 +52,11 @@ struct PersistentPlan {
 template <typename T>
 struct PersistentForwardArgs {
   ForwardStepArgs<T> step;
+  // [2, B, P] or nullptr: float h for 16-bit T, in two slots. Step k (visiting order) writes slot k % 2
+  // and reads slot (k + 1) % 2: a step's row r is batch row r in every step, so the previous step's rows
+  // sit at the same row index. The barrier that ends step k - 1 separates its reads of slot k % 2 from
+  // step k's writes. nullptr: h_prev reads y (float T), or h_prev_stored is set (tensor cores).
+  float* h_slots;
   StepTable schedule;
   PersistentPlan plan;
 };
@@ -76,7 +81,7 @@ struct DeviceLimits {
 };
 
 template <CellKind Cell, typename T>
-PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tf32, const DeviceLimits& device);
+PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tensor_cores, const DeviceLimits& device);
 template <CellKind Cell, typename T>
 PersistentPlan plan_persistent_backward(int hidden, int batch, const DeviceLimits& device);
 

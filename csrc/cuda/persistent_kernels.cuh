@@ -289,8 +289,16 @@ __global__ void __launch_bounds__(kPersistentThreads) persistent_forward_kernel(
     const StepRows st = p.schedule.at(k);
     ForwardStepArgs<T> a = p.step;
     a.rows = static_cast<int>(st.rows);
-    a.h_prev.from_step = p.step.h_prev.from_step + st.prev_offset * P;
-    a.h_prev.prev_rows = st.prev_rows;
+    if (p.h_slots != nullptr) {
+      const int64_t slot = static_cast<int64_t>(p.schedule.batch) * P;
+      a.h_prev.from_step = p.h_slots + ((k + 1) & 1) * slot;
+      a.h_float = p.h_slots + (k & 1) * slot;
+    } else if (a.h_prev.initial != nullptr) {
+      a.h_prev.from_step = p.step.h_prev.from_step + st.prev_offset * P;
+    } else {
+      a.h_prev_stored.from_step = p.step.h_prev_stored.from_step + st.prev_offset * P;
+    }
+    a.h_prev.prev_rows = a.h_prev_stored.prev_rows = st.prev_rows;
     a.xproj = p.step.xproj + st.offset * G * H;
     a.h_out = p.step.h_out + st.offset * H;
     if (a.workspace != nullptr) a.workspace = p.step.workspace + st.offset * W * H;
@@ -307,13 +315,11 @@ __global__ void __launch_bounds__(kPersistentThreads) persistent_forward_kernel(
 
     for (int r0 = 0; r0 < a.rows; r0 += p.plan.chunk_rows) {
       const int rows = std::min(p.plan.chunk_rows, a.rows - r0);
-      stage_prev_rows(a.h_prev, r0, rows, P, x, row_len, [](T v) -> X {
-        if constexpr (Kind == Product::Mma) {
-          return MmaOperand<T>::round(v);
-        } else {
-          return to_float(v);
-        }
-      });
+      if constexpr (Kind == Product::Mma) {  // the operands are T: stage h as stored
+        stage_prev_rows(a.h_prev_stored, r0, rows, P, x, row_len, [](T v) { return MmaOperand<T>::round(v); });
+      } else {
+        stage_prev_rows(a.h_prev, r0, rows, P, x, row_len, [](float v) { return v; });
+      }
       __syncthreads();
       int ksplit;
       int64_t out_rows, out_cols;
@@ -474,9 +480,9 @@ PersistentPlan fit_plan(int hidden, int batch, int row_step, const DeviceLimits&
 }
 
 template <CellKind Cell, typename T>
-PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tf32, const DeviceLimits& device) {
-  // Tensor cores for 16-bit storage (and tf32 when allowed) once a batch fills most of a 16-row tile.
-  const bool mma = batch >= 8 && (!std::is_same_v<T, float> || tf32);
+PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tensor_cores, const DeviceLimits& device) {
+  // Tensor cores (where the caller allows them) once a batch fills most of a 16-row tile.
+  const bool mma = batch >= 8 && tensor_cores;
   PersistentPlan plan;
   if (mma) {
     plan = fit_plan(hidden, batch, 16, device, [&](int units, int rows) {

@@ -1,5 +1,11 @@
 // Arguments of the CUDA step kernels (torch-free; the bindings fill them). Storage type T is float,
 // __half or __nv_bfloat16; all math, the cell state, the workspace and the gate gradients are float.
+// The recurrence itself also stays float: the input projection and the h a step starts from are float
+// (for 16-bit storage a float copy of h, see h_float), so the only rounding to T is of the outputs.
+// A relu RNN needs this: its gradient depends on the sign of every pre-activation, and rounding h to
+// 16 bits between steps flips enough signs to move the gradients by 10-20% (measured in emulation).
+// The tensor-core product rounds its operands to T anyway; it reads h as stored (h_prev_stored) and
+// is not used for a 16-bit relu RNN.
 // G = gates per hidden unit (LSTM 4, GRU 3, RNN 1), H = hidden, P = layer output size (proj or H).
 #pragma once
 
@@ -18,13 +24,18 @@ struct ForwardStepArgs {
   int hidden;           // H
   int out;              // P: width of h_prev (and of h when not projecting)
   Activation act;       // RNN only
-  PrevState<T> h_prev;  // rows of h_prev: [prev_rows, P] from the previous step's y, the rest h0 [B, P]
+  PrevState<float> h_prev;  // rows of h_prev: [prev_rows, P] from the previous step (y, or its float
+                            // copy for 16-bit T), the rest h0 [B, P] (as float)
+  PrevState<T> h_prev_stored;  // instead of h_prev (which is then all nullptr): y and h0 as stored.
+                               // For the tensor-core product, whose operands round h to T anyway.
   const T* w_hh;        // [H * G, P]: gate-interleaved, row u * G + g holds W_hh[g * H + u]
-  const T* xproj;       // [rows, G * H]: x W_ih^T + b_ih of this step
+  const float* xproj;   // [rows, G * H]: x W_ih^T + b_ih of this step
   const T* b_hh;        // [G * H] or nullptr
   float* c;             // [B, H]: LSTM cell state, updated in place (rows < rows)
   T* h_out;             // [rows, H]: the new h (y rows), or o * tanh(c) when projecting
   T* h_state;           // [B, H] or nullptr: latest h of every row (becomes h_n); nullptr when projecting
+  float* h_float;       // [rows, H] or nullptr: the new h in float, the next step's h_prev (16-bit T
+                        // without projection); nullptr when h_prev reads y itself (float T)
   float* workspace;     // [rows, ws_cols] or nullptr (inference); columns as in fusedrnn/params.h
 };
 

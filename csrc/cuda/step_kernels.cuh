@@ -52,6 +52,12 @@ struct CellTraits<CellKind::Rnn> { static constexpr int gates = 1, ws_cols = 1; 
 
 // ------------------------------------------------------------------------------------------ forward
 
+// Element k of row r of the state a forward step starts from (h_prev, or h_prev_stored where set).
+template <typename T>
+__device__ __forceinline__ float prev_h(const ForwardStepArgs<T>& a, int r, int k) {
+  return a.h_prev.initial != nullptr ? a.h_prev.row(r)[k] : to_float(a.h_prev_stored.row(r)[k]);
+}
+
 // The cell math of (row r, unit u) from the recurrent products acc[g] = (h_prev W_hh^T)[r][g * H + u],
 // this step's input projection xv[g] = xproj[r][g * H + u] and the recurrent bias bv[g]; writes c, h and
 // the workspace. The persistent kernel prefetches xv and bv, the step kernel loads them just before.
@@ -80,7 +86,7 @@ __device__ __forceinline__ void forward_cell(const ForwardStepArgs<T>& a, int r,
     }
   } else if constexpr (Cell == CellKind::Gru) {
     const float hn = acc[2] + bv[2];
-    const float h_prev = to_float(a.h_prev.row(r)[u]);
+    const float h_prev = prev_h(a, r, u);
     const auto s = gru_cell_forward<Math>(xv[0], xv[1], xv[2], acc[0] + bv[0], acc[1] + bv[1], hn, h_prev);
     h = s.h;
     if (ws) {
@@ -95,6 +101,7 @@ __device__ __forceinline__ void forward_cell(const ForwardStepArgs<T>& a, int r,
   }
   a.h_out[r * H + u] = from_float<T>(h);
   if (a.h_state) a.h_state[r * H + u] = from_float<T>(h);
+  if (a.h_float) a.h_float[r * H + u] = h;
 }
 
 // xv and bv of (row r, unit u), as forward_cell takes them.
@@ -102,10 +109,10 @@ template <CellKind Cell, typename T>
 __device__ __forceinline__ void load_cell_inputs(const ForwardStepArgs<T>& a, int r, int u, float* xv, float* bv) {
   constexpr int G = CellTraits<Cell>::gates;
   const int64_t H = a.hidden;
-  const T* xproj = a.xproj + r * G * H;
+  const float* xproj = a.xproj + r * G * H;
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    xv[g] = to_float(xproj[g * H + u]);
+    xv[g] = xproj[g * H + u];
     bv[g] = load_or_zero(a.b_hh, g * H + u);
   }
 }
@@ -143,7 +150,7 @@ __global__ void __launch_bounds__(kThreads) forward_step_kernel(const ForwardSte
     for (int i = threadIdx.x; i < kRows * kTileK; i += kThreads) {
       const int rr = i / kTileK, k = i % kTileK;
       const bool inside = r0 + rr < a.rows && k0 + k < P;
-      h_tile[rr][k] = inside ? to_float(a.h_prev.row(r0 + rr)[k0 + k]) : 0.0f;
+      h_tile[rr][k] = inside ? prev_h(a, r0 + rr, k0 + k) : 0.0f;
     }
     __syncthreads();
 #pragma unroll 8
