@@ -206,6 +206,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
     return {y, h_state, c, workspace};
   }
   ++fusedrnn_cuda_algorithm_counts[0];
+  // Step-wise: per step one cuBLAS GEMM h_prev W_hh^T (float result) and the pointwise kernel. Rows that
+  // start from h0 read h0 W_hh^T, formed once. The GEMM's operands are float (float storage, and a
+  // 16-bit relu RNN: its float h, see step_args.h), else h and W_hh as stored, on the tensor cores.
+  const bool exact_h = kFloatStorage || (Cell == CellKind::Rnn && act == Activation::Relu);
+  const Tensor w_hh_t = (exact_h ? in.w_hh.to(at::kFloat) : in.w_hh).t();  // [P, G*H]
+  auto recurrent_product = [&](const Tensor& h) {
+    return exact_h ? at::mm(h, w_hh_t) : at::mm(h, w_hh_t, at::kFloat);  // [rows, G*H] float
+  };
+  const Tensor h0_product = recurrent_product(exact_h ? h0_float : in.h0);
   for (int64_t k = 0; k < static_cast<int64_t>(steps.size()); ++k) {
     const Step& st = steps[k];
     cuda::ForwardStepArgs<T> a{};
@@ -215,7 +224,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
     a.act = act;
     const float* prev = kFloatStorage ? ptr<float>(y) + st.prev_offset * P : slot(k + 1);
     a.h_prev = PrevState<float>{prev, ptr<float>(h0_float), st.prev_rows, P, P};
-    a.w_hh = ptr<T>(w_interleaved);
+    Tensor step_product;  // alive until the launch below is queued (stream-ordered allocator)
+    if (st.prev_rows > 0) {
+      const bool from_slot = exact_h && !kFloatStorage;
+      step_product = recurrent_product(from_slot ? h_slots[(k + 1) & 1].narrow(0, 0, st.prev_rows)
+                                                 : y.narrow(0, st.prev_offset, st.prev_rows));
+    }
+    a.recurrent = PrevState<float>{st.prev_rows > 0 ? ptr<float>(step_product) : nullptr, ptr<float>(h0_product),
+                                   st.prev_rows, G * H, G * H};
     a.xproj = ptr<float>(xproj) + st.offset * G * H;
     a.b_hh = ptr_or_null<T>(in.b_hh);
     a.c = Cell == CellKind::Lstm ? ptr<float>(c) : nullptr;
@@ -226,14 +242,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
     C10_CUDA_CHECK((cuda::launch_forward_step<Cell, T>(a, stream)));
     if (projected) {
       Tensor y_rows = y.narrow(0, st.offset, st.rows);
-      const Tensor unprojected_rows = unprojected.narrow(0, 0, st.rows);
-      if (kFloatStorage) {
-        mm_into(y_rows, unprojected_rows, w_hr_t);
-      } else {  // the projection in float into the slot the next step reads, y rounded from it
-        Tensor h_rows = h_slots[k & 1].narrow(0, 0, st.rows);
-        h_rows.copy_(at::mm(unprojected_rows, w_hr_t, at::kFloat));
-        y_rows.copy_(h_rows);
-      }
+      mm_into(y_rows, unprojected.narrow(0, 0, st.rows), w_hr_t);  // the next step's GEMM reads y
       h_state.narrow(0, 0, st.rows).copy_(y_rows);
     }
   }
@@ -260,7 +269,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
   Tensor dc = kLstm ? grad_cn->to(at::kFloat, false, true) : Tensor();
   Tensor dh0 = T_steps == 0 ? carry.clone() : at::empty({s.B, P}, float_opts);
   const Tensor c0 = kLstm ? in.c0->to(at::kFloat).contiguous() : Tensor();
-  const Tensor w_hh_t = in.w_hh.t().contiguous();  // [P, G*H]
   Tensor dh_steps = projected ? at::empty({s.N, P}, float_opts) : Tensor();  // dh of every step, for dW_hr
   Tensor dunprojected = projected ? at::empty({s.B, H}, float_opts) : Tensor();
   const Tensor w_hr = projected ? in.w_hr->to(at::kFloat) : Tensor();
@@ -274,6 +282,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
     p.step.hidden = static_cast<int>(H);
     p.step.out = static_cast<int>(P);
     p.step.act = act;
+    const Tensor w_hh_t = in.w_hh.t().contiguous();  // [P, G*H]: the columns each block keeps on chip
     p.step.w_hh_t = ptr<T>(w_hh_t);
     p.step.dh0 = ptr<float>(dh0);
     p.step.carry = ptr<float>(carry);
@@ -295,8 +304,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
     ++fusedrnn_cuda_algorithm_counts[2];
   }
 
-  // k = T-1 .. 0 in reverse visiting order, then k = -1: a product-only launch for h0's gradient of the
-  // rows that step 0 (in visiting order) started from h0.
+  // Step-wise: k = T-1 .. 0 in reverse visiting order, then k = -1 for h0's gradient of the rows that
+  // step 0 (in visiting order) started from h0. Each launch first takes R = dgates_{k+1} W_hh from a
+  // float cuBLAS GEMM (the gate gradients stay float).
+  const Tensor w_hh_float = persistent ? Tensor() : in.w_hh.to(at::kFloat);  // [G*H, P]
   for (int64_t k = T_steps - 1; k >= -1 && T_steps > 0 && !persistent; --k) {
     const Step* cur = k >= 0 ? &steps[k] : nullptr;
     const Step* next = k + 1 < T_steps ? &steps[k + 1] : nullptr;
@@ -304,11 +315,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
     a.hidden = static_cast<int>(H);
     a.out = static_cast<int>(P);
     a.act = act;
-    a.w_hh_t = ptr<T>(w_hh_t);
     a.dh0 = ptr<float>(dh0);
     a.carry = ptr<float>(carry);
+    Tensor recurrent;  // [next_rows, P]; alive until the launch below is queued
     if (next != nullptr) {
-      a.dgates_next = ptr<float>(dgates_hh) + next->offset * G * H;
+      recurrent = at::mm(dgates_hh.narrow(0, next->offset, next->rows), w_hh_float);
+      a.recurrent = ptr<float>(recurrent);
       a.next_rows = static_cast<int>(next->rows);
       a.next_prev_rows = static_cast<int>(next->prev_rows);
     }
@@ -331,7 +343,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backw
     if (projected && cur != nullptr) {  // dh (P wide) back through W_hr, then the gate math
       mm_into(dunprojected.narrow(0, 0, cur->rows), dh_steps.narrow(0, cur->offset, cur->rows), w_hr);
       cuda::BackwardStepArgs<T> b = a;
-      b.dgates_next = nullptr;
+      b.recurrent = nullptr;
       b.next_rows = 0;
       b.next_prev_rows = 0;
       b.dh_cell = ptr<float>(dunprojected);

@@ -4,8 +4,8 @@
 // (for 16-bit storage a float copy of h, see h_float), so the only rounding to T is of the outputs.
 // A relu RNN needs this: its gradient depends on the sign of every pre-activation, and rounding h to
 // 16 bits between steps flips enough signs to move the gradients by 10-20% (measured in emulation).
-// The tensor-core product rounds its operands to T anyway; it reads h as stored (h_prev_stored) and
-// is not used for a 16-bit relu RNN.
+// The tensor-core products (the persistent MMA product, the step-wise cuBLAS GEMM for 16-bit T) round
+// their operands to T anyway; they read h as stored (y, h0), and a 16-bit relu RNN uses neither.
 // G = gates per hidden unit (LSTM 4, GRU 3, RNN 1), H = hidden, P = layer output size (proj or H).
 #pragma once
 
@@ -17,7 +17,8 @@ namespace fusedrnn::cuda {
 
 enum class CellKind : int { Lstm = 0, Gru = 1, Rnn = 2 };
 
-// One forward step: gates = h_prev W_hh^T (+ xproj + b_hh), then the cell math, in one kernel.
+// One forward step: gates = h_prev W_hh^T (+ xproj + b_hh), then the cell math. The step-wise
+// algorithm forms h_prev W_hh^T with cuBLAS (recurrent); the persistent kernel from w_hh on chip.
 template <typename T>
 struct ForwardStepArgs {
   int rows;             // active batch rows at this step
@@ -28,7 +29,9 @@ struct ForwardStepArgs {
                             // copy for 16-bit T), the rest h0 [B, P] (as float)
   PrevState<T> h_prev_stored;  // instead of h_prev (which is then all nullptr): y and h0 as stored.
                                // For the tensor-core product, whose operands round h to T anyway.
-  const T* w_hh;        // [H * G, P]: gate-interleaved, row u * G + g holds W_hh[g * H + u]
+  const T* w_hh;        // [H * G, P]: gate-interleaved, row u * G + g holds W_hh[g * H + u] (persistent)
+  PrevState<float> recurrent;  // step-wise: row r of h_prev W_hh^T, [rows, G * H] (column g * H + u):
+                               // rows [0, prev_rows) from this step's GEMM, the rest from h0 W_hh^T [B, G * H]
   const float* xproj;   // [rows, G * H]: x W_ih^T + b_ih of this step
   const T* b_hh;        // [G * H] or nullptr
   float* c;             // [B, H]: LSTM cell state, updated in place (rows < rows)
@@ -40,7 +43,8 @@ struct ForwardStepArgs {
 };
 
 // One backward step (see backward kernel): the recurrent gradient R = dgates_next W_hh of the step
-// processed after this one, then this step's gate gradients.
+// processed after this one (step-wise: from cuBLAS, `recurrent`; persistent: from w_hh_t on chip), then
+// this step's gate gradients.
 template <typename T>
 struct BackwardStepArgs {
   int rows;                  // active rows of this step; 0 on the last, product-only launch
@@ -48,9 +52,10 @@ struct BackwardStepArgs {
   int out;                   // P
   Activation act;            // RNN only
   const float* dgates_next;  // [next_rows, G * H]: h-side gate gradients of the next processed step, or nullptr
+  const float* recurrent;    // step-wise: [next_rows, P], R = dgates_next W_hh; nullptr: no product
   int next_rows;             // rows of that step
   int next_prev_rows;        // its rows [0, next_prev_rows) read this step's h; the others read h0
-  const T* w_hh_t;           // [P, G * H]: W_hh transposed
+  const T* w_hh_t;           // [P, G * H]: W_hh transposed (persistent)
   float* dh0;                // [B, P]: gradient of h0, written for rows [next_prev_rows, next_rows)
   float* carry;              // [B, P]: the direct part of dh from later steps (starts as grad_hn)
   const T* grad_y;           // [rows, P]: gradient of this step's output

@@ -1,9 +1,7 @@
-// The CUDA step kernels: the recurrent product and the cell math of one time step in one kernel.
-//
-// A block owns kUnits hidden units (all G gate rows of each, read from the gate-interleaved W_hh)
-// and kRows batch rows; thread (row, unit) accumulates that unit's G gate products over the reduction
-// dimension in shared-memory tiles, then applies the cell math from cell_math.h in its epilogue.
-// Each kernel body handles one step; a persistent driver can loop it inside one launch later.
+// The CUDA step kernels: the cell math of one time step, once cuBLAS has formed the step's recurrent
+// product (the step-wise algorithm: a GEMM and one pointwise kernel per step, forward and backward).
+// One thread per (row, hidden unit) forward and per (row, column) backward. The device functions
+// here (forward_cell, backward_finish, ...) are also the epilogues of the persistent kernels.
 // Included by lstm.cu, gru.cu and rnn.cu, which instantiate it per cell and dtype.
 #pragma once
 
@@ -18,10 +16,7 @@
 
 namespace fusedrnn::cuda {
 
-constexpr int kUnits = 32;   // hidden units per block (one warp's width)
-constexpr int kRows = 8;     // batch rows per block
-constexpr int kTileK = 32;   // reduction tile
-constexpr int kThreads = kUnits * kRows;
+constexpr int kPointwiseThreads = 256;
 
 using Math = ScalarMath<float>;
 
@@ -125,44 +120,19 @@ __device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, in
   forward_cell<Cell, T>(a, r, u, acc, xv, bv);
 }
 
-// grid: (ceil(H / kUnits), ceil(rows / kRows)), block: kThreads.
+// One thread per (row r, unit u) of the step: the G recurrent products come from a.recurrent.
+// grid: ceil(rows * H / kPointwiseThreads), block: kPointwiseThreads.
 template <CellKind Cell, typename T>
-__global__ void __launch_bounds__(kThreads) forward_step_kernel(const ForwardStepArgs<T> a) {
+__global__ void __launch_bounds__(kPointwiseThreads) forward_step_kernel(const ForwardStepArgs<T> a) {
   constexpr int G = CellTraits<Cell>::gates;
-  // w_tile[k][g * kUnits + unit]: a warp reads consecutive words; +1 keeps the transposing stores apart
-  __shared__ float w_tile[kTileK][G * kUnits + 1];
-  __shared__ float h_tile[kRows][kTileK + 1];
-  const int unit = threadIdx.x % kUnits, row = threadIdx.x / kUnits;
-  const int u0 = blockIdx.x * kUnits, r0 = blockIdx.y * kRows;
-  const int H = a.hidden, P = a.out;
-
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kPointwiseThreads + threadIdx.x;
+  if (i >= static_cast<int64_t>(a.rows) * a.hidden) return;
+  const int r = static_cast<int>(i / a.hidden), u = static_cast<int>(i % a.hidden);
+  const float* recurrent = a.recurrent.row(r);
   float acc[G];
 #pragma unroll
-  for (int g = 0; g < G; ++g) acc[g] = 0.0f;
-
-  for (int k0 = 0; k0 < P; k0 += kTileK) {
-    for (int i = threadIdx.x; i < G * kUnits * kTileK; i += kThreads) {
-      const int local = i / kTileK, k = i % kTileK;  // local = unit * G + gate, as in the interleaved W_hh
-      const int64_t w_row = static_cast<int64_t>(u0) * G + local;
-      const bool inside = w_row < static_cast<int64_t>(H) * G && k0 + k < P;
-      w_tile[k][(local % G) * kUnits + local / G] = inside ? to_float(a.w_hh[w_row * P + k0 + k]) : 0.0f;
-    }
-    for (int i = threadIdx.x; i < kRows * kTileK; i += kThreads) {
-      const int rr = i / kTileK, k = i % kTileK;
-      const bool inside = r0 + rr < a.rows && k0 + k < P;
-      h_tile[rr][k] = inside ? prev_h(a, r0 + rr, k0 + k) : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll 8
-    for (int k = 0; k < kTileK; ++k) {
-      const float hv = h_tile[row][k];
-#pragma unroll
-      for (int g = 0; g < G; ++g) acc[g] += hv * w_tile[k][g * kUnits + unit];
-    }
-    __syncthreads();
-  }
-  const int r = r0 + row, u = u0 + unit;
-  if (r < a.rows && u < H) forward_epilogue<Cell, T>(a, r, u, acc);
+  for (int g = 0; g < G; ++g) acc[g] = recurrent[g * a.hidden + u];
+  forward_epilogue<Cell, T>(a, r, u, acc);
 }
 
 // ------------------------------------------------------------------------------------------ backward
@@ -225,52 +195,31 @@ __device__ __forceinline__ void backward_finish(const BackwardStepArgs<T>& a, in
   }
 }
 
-// Backward step k, in reverse visiting order. First R = dgates_next W_hh for the rows of step k+1
-// (the step visited after k): rows [0, next_prev_rows) of R are the gradient of step k's output, the
-// rows [next_prev_rows, next_rows) started at step k+1 from h0, so R there is h0's gradient. Then
-// dh = grad_y + carry + R and the gate gradients of step k. Each (row, column) element of carry, dc and
-// dh0 is read and written by one thread only, so they are updated in place without races.
-// grid: (ceil(columns / kUnits), ceil(max(rows, next_rows) / kRows)), block: kThreads.
+// Backward step k, in reverse visiting order, once cuBLAS has formed R = dgates_next W_hh for the rows
+// of step k+1 (the step visited after k): rows [0, next_prev_rows) of R are the gradient of step k's
+// output, the rows [next_prev_rows, next_rows) started at step k+1 from h0, so R there is h0's
+// gradient. Then dh = grad_y + carry + R and the gate gradients of step k. Each (row, column) element
+// of carry, dc and dh0 is read and written by one thread only, so they are updated in place.
+// grid: ceil(max(rows, next_rows) * columns / kPointwiseThreads), block: kPointwiseThreads.
 template <CellKind Cell, typename T>
-__global__ void __launch_bounds__(kThreads) backward_step_kernel(const BackwardStepArgs<T> a) {
-  constexpr int G = CellTraits<Cell>::gates;
-  __shared__ float w_tile[kTileK][kUnits + 1];  // w_tile[j][column] = W_hh[j][column]
-  __shared__ float d_tile[kRows][kTileK + 1];
-  const int unit = threadIdx.x % kUnits, row = threadIdx.x / kUnits;
-  const int c0 = blockIdx.x * kUnits, r0 = blockIdx.y * kRows;
-  const int P = a.out;
-  const int J = G * a.hidden;
-
-  float acc = 0.0f;
-  if (a.dgates_next != nullptr) {
-    for (int j0 = 0; j0 < J; j0 += kTileK) {
-      for (int i = threadIdx.x; i < kUnits * kTileK; i += kThreads) {
-        const int col = i / kTileK, j = i % kTileK;
-        const bool inside = c0 + col < P && j0 + j < J;
-        w_tile[j][col] = inside ? to_float(a.w_hh_t[static_cast<int64_t>(c0 + col) * J + j0 + j]) : 0.0f;
-      }
-      for (int i = threadIdx.x; i < kRows * kTileK; i += kThreads) {
-        const int rr = i / kTileK, j = i % kTileK;
-        const bool inside = r0 + rr < a.next_rows && j0 + j < J;
-        d_tile[rr][j] = inside ? a.dgates_next[static_cast<int64_t>(r0 + rr) * J + j0 + j] : 0.0f;
-      }
-      __syncthreads();
-#pragma unroll 8
-      for (int j = 0; j < kTileK; ++j) acc += d_tile[row][j] * w_tile[j][unit];
-      __syncthreads();
-    }
-  }
-
-  backward_finish<Cell, T>(a, r0 + row, c0 + unit, acc);
+__global__ void __launch_bounds__(kPointwiseThreads) backward_step_kernel(const BackwardStepArgs<T> a, int columns) {
+  const int rows = a.rows > a.next_rows ? a.rows : a.next_rows;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kPointwiseThreads + threadIdx.x;
+  if (i >= static_cast<int64_t>(rows) * columns) return;
+  const int r = static_cast<int>(i / columns), col = static_cast<int>(i % columns);
+  const float acc = a.recurrent != nullptr && r < a.next_rows ? a.recurrent[static_cast<int64_t>(r) * a.out + col] : 0.0f;
+  backward_finish<Cell, T>(a, r, col, acc);
 }
 
-inline int blocks_for(int n, int per_block) { return (n + per_block - 1) / per_block; }
+inline unsigned pointwise_blocks(int64_t items) {
+  return static_cast<unsigned>((items + kPointwiseThreads - 1) / kPointwiseThreads);
+}
 
 template <CellKind Cell, typename T>
 cudaError_t launch_forward_step(const ForwardStepArgs<T>& args, cudaStream_t stream) {
   if (args.rows == 0 || args.hidden == 0) return cudaSuccess;
-  const dim3 grid(blocks_for(args.hidden, kUnits), blocks_for(args.rows, kRows));
-  forward_step_kernel<Cell, T><<<grid, kThreads, 0, stream>>>(args);
+  const int64_t items = static_cast<int64_t>(args.rows) * args.hidden;
+  forward_step_kernel<Cell, T><<<pointwise_blocks(items), kPointwiseThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }
 
@@ -279,8 +228,8 @@ cudaError_t launch_backward_step(const BackwardStepArgs<T>& args, cudaStream_t s
   const int rows = args.rows > args.next_rows ? args.rows : args.next_rows;
   const int columns = args.dh_cell != nullptr ? args.hidden : args.out;
   if (rows == 0 || columns == 0) return cudaSuccess;
-  const dim3 grid(blocks_for(columns, kUnits), blocks_for(rows, kRows));
-  backward_step_kernel<Cell, T><<<grid, kThreads, 0, stream>>>(args);
+  const int64_t items = static_cast<int64_t>(rows) * columns;
+  backward_step_kernel<Cell, T><<<pointwise_blocks(items), kPointwiseThreads, 0, stream>>>(args, columns);
   return cudaGetLastError();
 }
 
