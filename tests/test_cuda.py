@@ -91,6 +91,19 @@ def test_cuda_tf32_follows_cudnn_allow_tf32(cell, B, algorithm):
     check_cuda_against_reference(case, torch.float32, tol=1e-2)
 
 
+@pytest.mark.parametrize("B,H,expected", [(8, 32, "persistent"), (63, 1024, "persistent"), (64, 1024, "step"),
+                                           (256, 256, "step")])
+def test_cuda_auto_runs_step_wise_from_batch_times_hidden_65536(B, H, expected, monkeypatch):
+    monkeypatch.delenv("FUSEDRNN_ALGO", raising=False)
+    case = make_case("gru", 3, B, 8, H, seed=B + H)
+    before = algorithm_counts()
+    check_cuda_against_reference(case, torch.float32)
+    assert_ran(expected, before)
+    other = "step" if expected == "persistent" else "persistent"
+    after = algorithm_counts()
+    assert all(after[f"{d}_{other}"] == before[f"{d}_{other}"] for d in ("forward", "backward")), (before, after)
+
+
 def test_cuda_algorithm_must_be_known(monkeypatch):
     monkeypatch.setenv("FUSEDRNN_ALGO", "fastest")
     case = to_cuda(make_case("gru", 3, 2, 4, 5, seed=10), torch.float32)
