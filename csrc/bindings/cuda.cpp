@@ -167,7 +167,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
 
   constexpr bool kFloatStorage = std::is_same_v<T, float>;
   const Tensor xproj = float_input_projection(in.x, in.w_ih, in.b_ih);             // [N, G*H] float
-  const Tensor w_interleaved = in.w_hh.view({G, H, P}).transpose(0, 1).contiguous();  // row u*G+g
   Tensor y = at::empty({s.N, P}, in.x.options());
   Tensor h_state = in.h0.clone();  // [B, P]: the latest h of every row, h_n at the end
   Tensor c = Cell == CellKind::Lstm ? in.c0->to(at::kFloat, false, true) : Tensor();  // [B, H] float, in place
@@ -200,6 +199,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
       p.step.h_prev = PrevState<float>{kFloatStorage ? ptr<float>(y) : nullptr, ptr<float>(h0_float), 0, P, P};
       p.h_slots = kFloatStorage ? nullptr : ptr<float>(h_slots);
     }
+    const Tensor w_interleaved = in.w_hh.view({G, H, P}).transpose(0, 1).contiguous();  // row u*G+g
     p.step.w_hh = ptr<T>(w_interleaved);
     p.step.xproj = ptr<float>(xproj);
     p.step.b_hh = ptr_or_null<T>(in.b_hh);
