@@ -179,11 +179,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
   const Tensor h0_float = in.h0.to(at::kFloat).contiguous();
   auto slot = [&](int64_t k) { return ptr<float>(h_slots) + (k & 1) * s.B * P; };
 
-  // Tensor cores: tf32 for float32 only when cudnn.allow_tf32 is set (as nn.LSTM reads it). Not for a
-  // 16-bit relu RNN: the MMA operands would round h to 16 bits, and its gradients follow the sign of
-  // every pre-activation (see step_args.h).
-  const bool tensor_cores = kFloatStorage ? at::globalContext().allowTF32CuDNN()
-                                          : !(Cell == CellKind::Rnn && act == Activation::Relu);
+  // Recurrent products on float operands: float storage, and a 16-bit relu RNN, whose gradients follow
+  // the sign of every pre-activation (see step_args.h). Other 16-bit layers multiply h as stored.
+  const bool float_operands = kFloatStorage || (Cell == CellKind::Rnn && act == Activation::Relu);
+  // Tensor cores: tf32 for float32 only when cudnn.allow_tf32 is set (as nn.LSTM reads it).
+  const bool tensor_cores = kFloatStorage ? at::globalContext().allowTF32CuDNN() : !float_operands;
   const cuda::PersistentPlan plan =
       cuda::plan_persistent_forward<Cell, T>(static_cast<int>(H), static_cast<int>(P), static_cast<int>(s.B),
                                              tensor_cores, device_limits(in.x.device()));
@@ -215,14 +215,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
   }
   ++fusedrnn_cuda_algorithm_counts[0];
   // Step-wise: per step one cuBLAS GEMM h_prev W_hh^T (float result) and the pointwise kernel. Rows that
-  // start from h0 read h0 W_hh^T, formed once. The GEMM's operands are float (float storage, and a
-  // 16-bit relu RNN: its float h, see step_args.h), else h and W_hh as stored, on the tensor cores.
-  const bool exact_h = kFloatStorage || (Cell == CellKind::Rnn && act == Activation::Relu);
-  const Tensor w_hh_t = (exact_h ? in.w_hh.to(at::kFloat) : in.w_hh).t();  // [P, G*H]
+  // start from h0 read h0 W_hh^T, formed once. Float operands as above (a 16-bit relu RNN's from its
+  // float h), else h and W_hh as stored, on the tensor cores.
+  const Tensor w_hh_t = (float_operands ? in.w_hh.to(at::kFloat) : in.w_hh).t();  // [P, G*H]
   auto recurrent_product = [&](const Tensor& h) {
-    return exact_h ? at::mm(h, w_hh_t) : at::mm(h, w_hh_t, at::kFloat);  // [rows, G*H] float
+    return float_operands ? at::mm(h, w_hh_t) : at::mm(h, w_hh_t, at::kFloat);  // [rows, G*H] float
   };
-  const Tensor h0_product = recurrent_product(exact_h ? h0_float : in.h0);
+  const Tensor h0_product = recurrent_product(float_operands ? h0_float : in.h0);
   for (int64_t k = 0; k < static_cast<int64_t>(steps.size()); ++k) {
     const Step& st = steps[k];
     cuda::ForwardStepArgs<T> a{};
@@ -234,7 +233,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_layer(const LayerTensors& in,
     a.h_prev = PrevState<float>{prev, ptr<float>(h0_float), st.prev_rows, P, P};
     Tensor step_product;  // alive until the launch below is queued (stream-ordered allocator)
     if (st.prev_rows > 0) {
-      const bool from_slot = exact_h && !kFloatStorage;
+      const bool from_slot = float_operands && !kFloatStorage;
       step_product = recurrent_product(from_slot ? h_slots[(k + 1) & 1].narrow(0, 0, st.prev_rows)
                                                  : y.narrow(0, st.prev_offset, st.prev_rows));
     }

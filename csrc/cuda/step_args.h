@@ -3,7 +3,8 @@
 // The recurrence itself also stays float: the input projection and the h a step starts from are float
 // (for 16-bit storage a float copy of h, see h_float), so the only rounding to T is of the outputs.
 // A relu RNN needs this: its gradient depends on the sign of every pre-activation, and rounding h to
-// 16 bits between steps flips enough signs to move the gradients by 10-20% (measured in emulation).
+// 16 bits between steps flips enough signs to move the input gradient by 12-24% of its largest value
+// (CPU emulation, bfloat16, T = 129, H = 256).
 // The tensor-core products (the persistent MMA product, the step-wise cuBLAS GEMM for 16-bit T) round
 // their operands to T anyway; they read h as stored (y, h0), and a 16-bit relu RNN uses neither.
 // G = gates per hidden unit (LSTM 4, GRU 3, RNN 1), H = hidden, P = layer output size (proj or H).
@@ -51,7 +52,8 @@ struct BackwardStepArgs {
   int hidden;                // H
   int out;                   // P
   Activation act;            // RNN only
-  const float* dgates_next;  // [next_rows, G * H]: h-side gate gradients of the next processed step, or nullptr
+  const float* dgates_next;  // [next_rows, G * H]: h-side gate gradients of the next processed step, or
+                             // nullptr (persistent)
   const float* recurrent;    // step-wise: [next_rows, P], R = dgates_next W_hh; nullptr: no product
   int next_rows;             // rows of that step
   int next_prev_rows;        // its rows [0, next_prev_rows) read this step's h; the others read h0
