@@ -26,6 +26,20 @@ def median_ms(fn, repeats=15):
     return sorted(times)[repeats // 2] * 1e3
 
 
+def training_flops(cell, seq, batch, hidden):
+    """FLOPs of one layer's training step (input size = hidden): six products of 2 N H G H."""
+    return 6 * 2 * seq * batch * hidden * GATES[cell] * hidden
+
+
+def six_products_ms(cell, seq, batch, hidden):
+    """The six products of one layer's training step, timed as torch.mm on the current threads."""
+    n, gates = seq * batch, GATES[cell]
+    x = torch.randn(n, hidden)
+    w = torch.randn(gates * hidden, hidden)
+    dgates = torch.randn(n, gates * hidden)
+    return 2 * (median_ms(lambda: x @ w.t()) + median_ms(lambda: dgates @ w) + median_ms(lambda: dgates.t() @ x))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -34,14 +48,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    n = args.seq * args.batch
-    for cell, gates in GATES.items():
+    for cell in GATES:
         for hidden in (int(h) for h in args.hidden.split(",")):
-            x = torch.randn(n, hidden)
-            w = torch.randn(gates * hidden, hidden)
-            dgates = torch.randn(n, gates * hidden)
-            ms = 2 * (median_ms(lambda: x @ w.t()) + median_ms(lambda: dgates @ w) + median_ms(lambda: dgates.t() @ x))
-            flops = 6 * 2 * n * hidden * gates * hidden
+            ms = six_products_ms(cell, args.seq, args.batch, hidden)
+            flops = training_flops(cell, args.seq, args.batch, hidden)
             print(f"{cell} T={args.seq} B={args.batch} H={hidden}: {flops / 1e9:.2f} GFLOP, six torch.mm "
                   f"{ms:.2f} ms ({flops / ms / 1e6:.0f} GFLOP/s), {args.threads} threads")
 
