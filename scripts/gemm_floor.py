@@ -26,9 +26,9 @@ def median_ms(fn, repeats=15):
     return sorted(times)[repeats // 2] * 1e3
 
 
-def training_flops(cell, seq, batch, hidden):
-    """FLOPs of one layer's training step (input size = hidden): six products of 2 N H G H."""
-    return 6 * 2 * seq * batch * hidden * GATES[cell] * hidden
+def product_flops(cell, seq, batch, hidden):
+    """FLOPs of one of a layer's products (input size = hidden): 2 N H G H, N = seq * batch."""
+    return 2 * seq * batch * hidden * GATES[cell] * hidden
 
 
 def six_products_ms(cell, seq, batch, hidden):
@@ -51,7 +51,7 @@ def main():
     for cell in GATES:
         for hidden in (int(h) for h in args.hidden.split(",")):
             ms = six_products_ms(cell, args.seq, args.batch, hidden)
-            flops = training_flops(cell, args.seq, args.batch, hidden)
+            flops = 6 * product_flops(cell, args.seq, args.batch, hidden)
             print(f"{cell} T={args.seq} B={args.batch} H={hidden}: {flops / 1e9:.2f} GFLOP, six torch.mm "
                   f"{ms:.2f} ms ({flops / ms / 1e6:.0f} GFLOP/s), {args.threads} threads")
 
