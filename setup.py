@@ -77,11 +77,13 @@ def extension():
     # without the flag it silently runs on one thread. Linking resolves to torch's own libgomp.so.1.
     cxx_flags = ["-O3", "-std=c++20", "-fopenmp"]
     link_flags = ["-fopenmp"]
-    common = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp") + sources("csrc/bindings/*.cpp")
+    # core (csrc/fusedrnn) is headers only; the CUDA backend's host code is csrc/cuda/*.cpp
+    common = (sources("csrc/*.cpp") + sources("csrc/sequence/*.cpp") + sources("csrc/cpu/*.cpp")
+              + sources("csrc/bindings/*.cpp"))
     include_dirs = [os.path.join(HERE, "csrc")]
     if not want_cuda():
         print("fusedrnn: building the CPU ops only", flush=True)
-        cpu_only = [s for s in common if not os.path.basename(s).startswith("cuda")]
+        cpu_only = [s for s in common if s != os.path.join("csrc", "bindings", "cuda.cpp")]
         return CppExtension(
             "fusedrnn._C",
             cpu_only,
@@ -96,7 +98,7 @@ def extension():
     with_cuda = [s for s in common if os.path.basename(s) != "no_cuda.cpp"]
     return CUDAExtension(
         "fusedrnn._C",
-        with_cuda + sources("csrc/cuda/*.cu"),
+        with_cuda + sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu"),
         include_dirs=include_dirs + cuda_includes,
         library_dirs=cuda_libs,
         extra_link_args=link_flags,

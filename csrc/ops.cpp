@@ -1,11 +1,12 @@
-// The schemas of every fusedrnn op. Backends register their kernels beside their bindings
-// (csrc/bindings/*.cpp); fusedrnn/_ops.py registers the fake (shape) and autograd formulas.
+// The schemas of every fusedrnn op. bindings/layer_ops.h holds their kernels, written once over a
+// backend; bindings/cpu.cpp and cuda.cpp register them; fusedrnn/_ops.py registers the fake (shape)
+// and autograd formulas.
 //
 // One op per layer and direction over the whole sequence. x is [T, B, I] (dense) or, when
 // batch_sizes ([T] int64 on the CPU, non-increasing, as in PackedSequence) is given, packed [N, I].
 // y has x's layout with P features (P = proj_size when w_hr is given, else H). workspace is what
 // the backward needs, [N, cols] in the accumulate dtype (float32 for half/bfloat16 inputs), empty
-// when training=False; its columns are documented in csrc/fusedrnn/params.h.
+// when training=False; its columns are each cell's workspace_cols (csrc/fusedrnn/lstm.h, gru.h, rnn.h).
 #include <torch/library.h>
 
 TORCH_LIBRARY(fusedrnn, m) {

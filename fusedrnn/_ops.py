@@ -1,4 +1,5 @@
-"""Typed wrappers over torch.ops.fusedrnn.*, with their fake (shape) and autograd registrations.
+"""Typed wrappers over torch.ops.fusedrnn.*, with their fake (shape) and autograd registrations, generated
+for every cell of the cell table (fusedrnn/_cells.py).
 
 The ops (schemas in csrc/ops.cpp) run one layer in one direction over a whole sequence:
 
@@ -8,12 +9,21 @@ The ops (schemas in csrc/ops.cpp) run one layer in one direction over a whole se
     rnn_forward(x, h0, w_ih, w_hh, b_ih?, b_hh?, batch_sizes?, reverse, nonlinearity, training)
         -> (y, h_n, workspace)
 
-and a ``*_backward`` op each. x is dense [T, B, I], or packed [N, I] when batch_sizes ([T] int64 on the
-CPU, non-increasing) is given; y has x's layout with P features (P = proj_size when w_hr is given, else
-hidden_size); h0/h_n are [B, P], c0/c_n [B, H].
+that is, for any cell: x, the initial states (h0, and c0 for a cell with a cell state), w_ih, w_hh, b_ih,
+b_hh, w_hr (projectable cells), batch_sizes, reverse, nonlinearity (cells that take one), training ->
+y, the final states, workspace. Each has a ``*_backward`` op:
+
+    <cell>_backward(grad_y, the final states' gradients, x, the initial states, w_ih, w_hh, w_hr?,
+                    has_bias, batch_sizes?, reverse, nonlinearity?, y, workspace)
+        -> (dx, the initial states' gradients, dw_ih, dw_hh, db_ih, db_hh, dw_hr?)
+
+x is dense [T, B, I], or packed [N, I] when batch_sizes ([T] int64 on the CPU, non-increasing) is given; y
+has x's layout with P features (P = proj_size when w_hr is given, else hidden_size); h0/h_n are [B, P],
+c0/c_n [B, H].
 
 workspace holds what the backward needs, one row per packed row, in the accumulate dtype (float32 for
-float16/bfloat16 inputs, else the input dtype); it is [0] when training=False:
+float16/bfloat16 inputs, else the input dtype); it is [0] when training=False. Its width is the cell's
+workspace_cols times H:
 
     LSTM [N, 5H]: activated gates i, f, g, o and the new cell state c
     GRU  [N, 4H]: r, z, n and the hidden-side product W_hn h + b_hn
@@ -26,18 +36,30 @@ import math
 
 import torch
 
-from . import _C  # noqa: F401  (loads the library, which registers the ops)
-from . import reference
+from . import _C, reference  # noqa: F401  (_C loads the library, which registers the ops)
+from ._cells import CELLS, Cell
 
 _ops = torch.ops.fusedrnn
-
-LSTM_WORKSPACE_COLS = 5
-GRU_WORKSPACE_COLS = 4
-RNN_WORKSPACE_COLS = 1
 
 
 def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class _Layout:
+    """Where each argument sits in a cell's forward and backward ops (see the module docstring)."""
+
+    def __init__(self, cell: Cell):
+        s = cell.states
+        self.states = s
+        self.proj = 1 if cell.projectable else 0
+        self.nonlin = 1 if cell.takes_nonlinearity else 0
+        # forward: x, states[s], w_ih, w_hh, b_ih, b_hh, w_hr?, batch_sizes, reverse, nonlinearity?, training
+        self.w_ih = 1 + s
+        self.batch_sizes = 1 + s + 4 + self.proj
+        self.forward_inputs = self.batch_sizes + 3 + self.nonlin
+        # the tensors a gradient flows to: x, states, w_ih, w_hh, b_ih, b_hh, w_hr?
+        self.differentiable = self.batch_sizes
 
 
 def _fake_workspace(x, hidden, cols_per_unit, training):
@@ -55,70 +77,12 @@ def _fake_output(x, features):
     return x.new_empty((*x.shape[:-1], features))
 
 
-# ---------------------------------------------------------------------------------------------- fakes
-
-
-@torch.library.register_fake("fusedrnn::lstm_forward")
-def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, training):
-    return (_fake_output(x, h0.shape[1]), _fake_like(h0), _fake_like(c0),
-            _fake_workspace(x, c0.shape[1], LSTM_WORKSPACE_COLS, training))
-
-
-@torch.library.register_fake("fusedrnn::gru_forward")
-def _gru_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training):
-    return (_fake_output(x, h0.shape[1]), _fake_like(h0),
-            _fake_workspace(x, h0.shape[1], GRU_WORKSPACE_COLS, training))
-
-
-@torch.library.register_fake("fusedrnn::rnn_forward")
-def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, training):
-    return (_fake_output(x, h0.shape[1]), _fake_like(h0),
-            _fake_workspace(x, h0.shape[1], RNN_WORKSPACE_COLS, training))
-
-
 def _fake_bias_grad(w_ih, has_bias):
     return w_ih.new_empty((w_ih.shape[0],) if has_bias else (0,))
 
 
-@torch.library.register_fake("fusedrnn::lstm_backward")
-def _lstm_backward_fake(grad_y, grad_hn, grad_cn, x, h0, c0, w_ih, w_hh, w_hr, has_bias, batch_sizes, reverse,
-                        y, workspace):
-    return (_fake_like(x), _fake_like(h0), _fake_like(c0), _fake_like(w_ih),
-            _fake_like(w_hh), _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias),
-            _fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
-
-
-@torch.library.register_fake("fusedrnn::gru_backward")
-def _gru_backward_fake(grad_y, grad_hn, x, h0, w_ih, w_hh, has_bias, batch_sizes, reverse, y, workspace):
-    return (_fake_like(x), _fake_like(h0), _fake_like(w_ih), _fake_like(w_hh),
-            _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias))
-
-
-@torch.library.register_fake("fusedrnn::rnn_backward")
-def _rnn_backward_fake(grad_y, grad_hn, x, h0, w_ih, w_hh, has_bias, batch_sizes, reverse, nonlinearity, y,
-                       workspace):
-    return (_fake_like(x), _fake_like(h0), _fake_like(w_ih), _fake_like(w_hh),
-            _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias))
-
-
-# ---------------------------------------------------------------------------------------------- autograd
-
-
 def _grad_or_zeros(grad, like):
     return torch.zeros_like(like) if grad is None else grad
-
-
-def _bias_grads(ctx, db_ih, db_hh):
-    return (db_ih if ctx.has_b_ih else None), (db_hh if ctx.has_b_hh else None)
-
-
-def _save_common(ctx, b_ih, b_hh, reverse, training, workspace):
-    ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
-    ctx.reverse, ctx.training = reverse, training
-    ctx.mark_non_differentiable(workspace)
-    # Absent output gradients arrive as None (the backward fills in what it needs): materialized, the
-    # workspace's alone would be a zero-filled [N, 4H or 5H] tensor per call.
-    ctx.set_materialize_grads(False)
 
 
 def _wants_double_backward() -> bool:
@@ -136,99 +100,96 @@ def _reference_grads(run_reference, inputs, outputs_grads):
     return [by_id.get(id(t)) if t is not None else None for t in inputs]
 
 
-def _require_training(ctx, op):
-    if not ctx.training:
-        raise RuntimeError(
-            f"fusedrnn.{op}: backward needs the forward to run with training=True (it saves the workspace); "
-            "fusedrnn.functional sets it whenever grad mode is on and an input requires grad")
+def _register(cell: Cell) -> None:
+    """The fake kernels and the autograd formula of one cell's ops."""
+    layout = _Layout(cell)
+    s = layout.states
+    forward_op = getattr(_ops, f"{cell.name}_forward")
+    backward_op = getattr(_ops, f"{cell.name}_backward")
+    reference_layer = getattr(reference, cell.name)
+
+    @torch.library.register_fake(f"fusedrnn::{cell.name}_forward")
+    def _forward_fake(*args):
+        x, states, training = args[0], args[1:1 + s], args[-1]
+        return (_fake_output(x, states[0].shape[1]), *(_fake_like(t) for t in states),
+                _fake_workspace(x, states[-1].shape[1], cell.workspace_cols, training))
+
+    @torch.library.register_fake(f"fusedrnn::{cell.name}_backward")
+    def _backward_fake(*args):
+        # grad_y, the final states' gradients, x, the initial states, w_ih, w_hh, w_hr?, has_bias, ...
+        x, states = args[1 + s], args[2 + s:2 + 2 * s]
+        w_ih, w_hh = args[2 + 2 * s], args[3 + 2 * s]
+        w_hr = args[4 + 2 * s] if layout.proj else None
+        has_bias = args[4 + 2 * s + layout.proj]
+        grads = [_fake_like(x), *(_fake_like(t) for t in states), _fake_like(w_ih), _fake_like(w_hh),
+                 _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias)]
+        if layout.proj:
+            grads.append(_fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
+        return tuple(grads)
+
+    def setup_context(ctx, inputs, output):
+        b_ih, b_hh = inputs[layout.w_ih + 2], inputs[layout.w_ih + 3]
+        ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
+        ctx.reverse = inputs[layout.batch_sizes + 1]
+        ctx.nonlinearity = inputs[layout.batch_sizes + 2] if layout.nonlin else None
+        ctx.training = inputs[-1]
+        y, workspace = output[0], output[-1]
+        ctx.mark_non_differentiable(workspace)
+        # Absent output gradients arrive as None (the backward fills in what it needs): materialized, the
+        # workspace's alone would be a zero-filled [N, W*H] tensor per call.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(*inputs[:layout.batch_sizes + 1], y, workspace)
+
+    def backward(ctx, *output_grads):
+        saved = ctx.saved_tensors
+        differentiable, batch_sizes = list(saved[:layout.differentiable]), saved[layout.differentiable]
+        y, workspace = saved[-2], saved[-1]
+        x, states = differentiable[0], differentiable[1:1 + s]
+        grads_out = [_grad_or_zeros(output_grads[0], y),
+                     *(_grad_or_zeros(g, t) for g, t in zip(output_grads[1:1 + s], states))]
+        extra = [None] * (layout.forward_inputs - layout.differentiable)  # batch_sizes, flags
+        if _wants_double_backward():
+            def run(x, *rest):
+                layer_states, weights = rest[:s], rest[s:]
+                hx = tuple(layer_states) if s > 1 else layer_states[0]
+                options = {"nonlinearity": ctx.nonlinearity} if layout.nonlin else {}
+                y, final = reference_layer(x, hx, *weights, batch_sizes=batch_sizes, reverse=ctx.reverse,
+                                           **options)
+                return (y, *final) if s > 1 else (y, final)
+            return (*_reference_grads(run, differentiable, grads_out), *extra)
+        if not ctx.training:
+            raise RuntimeError(
+                f"fusedrnn.{cell.name}_forward: backward needs the forward to run with training=True (it "
+                "saves the workspace); fusedrnn.functional sets it whenever grad mode is on and an input "
+                "requires grad")
+        w_ih, w_hh = differentiable[layout.w_ih], differentiable[layout.w_ih + 1]
+        w_hr = [differentiable[layout.w_ih + 4]] if layout.proj else []
+        nonlinearity = [ctx.nonlinearity] if layout.nonlin else []
+        grads = backward_op(*grads_out, x, *states, w_ih, w_hh, *w_hr, ctx.has_b_ih or ctx.has_b_hh,
+                            batch_sizes, ctx.reverse, *nonlinearity, y, workspace)
+        grads = list(grads)
+        bias = layout.w_ih + 2
+        grads[bias] = grads[bias] if ctx.has_b_ih else None
+        grads[bias + 1] = grads[bias + 1] if ctx.has_b_hh else None
+        if layout.proj and w_hr[0] is None:
+            grads[bias + 2] = None
+        return (*grads, *extra)
+
+    torch.library.register_autograd(f"fusedrnn::{cell.name}_forward", backward, setup_context=setup_context)
+    FORWARD[cell.name] = forward_op
 
 
-def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, training = inputs
-    y, _, _, workspace = output
-    _save_common(ctx, b_ih, b_hh, reverse, training, workspace)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, workspace)
-
-
-def _lstm_backward(ctx, grad_y, grad_hn, grad_cn, _grad_workspace):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, workspace = ctx.saved_tensors
-    if _wants_double_backward():
-        def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
-            y, (h_n, c_n) = reference.lstm(x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes=batch_sizes,
-                                           reverse=ctx.reverse)
-            return y, h_n, c_n
-        grads = _reference_grads(run, [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr],
-                                 [_grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), _grad_or_zeros(grad_cn, c0)])
-        return (*grads, None, None, None)
-    _require_training(ctx, "lstm_forward")
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr = _ops.lstm_backward(
-        _grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), _grad_or_zeros(grad_cn, c0), x, h0, c0, w_ih,
-        w_hh, w_hr, ctx.has_b_ih or ctx.has_b_hh, batch_sizes, ctx.reverse, y, workspace)
-    db_ih, db_hh = _bias_grads(ctx, db_ih, db_hh)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, (dw_hr if w_hr is not None else None), None, None, None
-
-
-def _gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training = inputs
-    y, _, workspace = output
-    _save_common(ctx, b_ih, b_hh, reverse, training, workspace)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace)
-
-
-def _gru_backward(ctx, grad_y, grad_hn, _grad_workspace):
-    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace = ctx.saved_tensors
-    if _wants_double_backward():
-        def run(x, h0, w_ih, w_hh, b_ih, b_hh):
-            return reference.gru(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=batch_sizes, reverse=ctx.reverse)
-        grads = _reference_grads(run, [x, h0, w_ih, w_hh, b_ih, b_hh],
-                                 [_grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0)])
-        return (*grads, None, None, None)
-    _require_training(ctx, "gru_forward")
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _ops.gru_backward(
-        _grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), x, h0, w_ih, w_hh, ctx.has_b_ih or ctx.has_b_hh,
-        batch_sizes, ctx.reverse, y, workspace)
-    return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx, db_ih, db_hh), None, None, None)
-
-
-def _rnn_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, training = inputs
-    y, _, workspace = output
-    _save_common(ctx, b_ih, b_hh, reverse, training, workspace)
-    ctx.nonlinearity = nonlinearity
-    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace)
-
-
-def _rnn_backward(ctx, grad_y, grad_hn, _grad_workspace):
-    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, workspace = ctx.saved_tensors
-    if _wants_double_backward():
-        def run(x, h0, w_ih, w_hh, b_ih, b_hh):
-            return reference.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=batch_sizes, reverse=ctx.reverse,
-                                 nonlinearity=ctx.nonlinearity)
-        grads = _reference_grads(run, [x, h0, w_ih, w_hh, b_ih, b_hh],
-                                 [_grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0)])
-        return (*grads, None, None, None, None)
-    _require_training(ctx, "rnn_forward")
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _ops.rnn_backward(
-        _grad_or_zeros(grad_y, y), _grad_or_zeros(grad_hn, h0), x, h0, w_ih, w_hh, ctx.has_b_ih or ctx.has_b_hh,
-        batch_sizes, ctx.reverse, ctx.nonlinearity, y, workspace)
-    return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx, db_ih, db_hh), None, None, None, None)
-
-
-torch.library.register_autograd("fusedrnn::lstm_forward", _lstm_backward, setup_context=_lstm_setup)
-torch.library.register_autograd("fusedrnn::gru_forward", _gru_backward, setup_context=_gru_setup)
-torch.library.register_autograd("fusedrnn::rnn_forward", _rnn_backward, setup_context=_rnn_setup)
+FORWARD: dict[str, torch._ops.OpOverloadPacket] = {}  # cell name -> its forward op
+for _cell in CELLS.values():
+    _register(_cell)
 
 
 # ---------------------------------------------------------------------------------------------- wrappers
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse: bool, training: bool):
-    return _ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, training)
-
-
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse: bool, training: bool):
-    return _ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training)
-
-
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse: bool, nonlinearity: str, training: bool):
-    return _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, training)
+def forward(cell: Cell, x, states, weights, batch_sizes, reverse: bool, nonlinearity, training: bool):
+    """cell's forward op: states = (h0,) or (h0, c0); weights = (w_ih, w_hh, b_ih, b_hh) plus w_hr for a
+    projectable cell. Returns (y, the final states as a tuple)."""
+    extra = (nonlinearity,) if cell.takes_nonlinearity else ()
+    out = FORWARD[cell.name](x, *states, *weights, batch_sizes, reverse, *extra, training)
+    return out[0], out[1:-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import _ops
+from ._cells import GRU, LSTM, MODES, RNN, Cell
 
 
 def _needs_grad(*tensors) -> bool:
@@ -24,42 +25,34 @@ def _zeros_state(x, batch_sizes, features):
     return x.new_zeros(batch, features)
 
 
+def _layer(cell: Cell, x, hx, weights, batch_sizes, reverse, nonlinearity=None):
+    """One layer of any cell; hx = h0 (or (h0, c0)) or None; returns (y, h_n) or (y, (h_n, c_n))."""
+    if hx is None:
+        hidden = weights[1].shape[0] // cell.gates
+        w_hr = weights[4] if cell.projectable else None
+        out = w_hr.shape[0] if w_hr is not None else hidden
+        states = (_zeros_state(x, batch_sizes, out),) + tuple(
+            _zeros_state(x, batch_sizes, hidden) for _ in range(cell.states - 1))
+    else:
+        states = tuple(hx) if cell.states > 1 else (hx,)
+    training = _needs_grad(x, *states, *weights)
+    y, final = _ops.forward(cell, x, states, weights, batch_sizes, reverse, nonlinearity, training)
+    return y, (final if cell.states > 1 else final[0])
+
+
 def lstm(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, *, batch_sizes=None, reverse=False):
     """LSTM layer; hx = (h0 [B, P], c0 [B, H]) or None. Returns (y, (h_n, c_n))."""
-    if hx is None:
-        hidden = w_hh.shape[0] // 4
-        out = w_hr.shape[0] if w_hr is not None else hidden
-        hx = (_zeros_state(x, batch_sizes, out), _zeros_state(x, batch_sizes, hidden))
-    h0, c0 = hx
-    training = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    y, h_n, c_n, _ = _ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, training)
-    return y, (h_n, c_n)
+    return _layer(LSTM, x, hx, (w_ih, w_hh, b_ih, b_hh, w_hr), batch_sizes, reverse)
 
 
 def gru(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=False):
     """GRU layer ("reset after", as torch.nn.GRU); hx = h0 [B, H] or None. Returns (y, h_n)."""
-    h0 = _zeros_state(x, batch_sizes, w_hh.shape[0] // 3) if hx is None else hx
-    training = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    y, h_n, _ = _ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, training)
-    return y, h_n
+    return _layer(GRU, x, hx, (w_ih, w_hh, b_ih, b_hh), batch_sizes, reverse)
 
 
 def rnn(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=False, nonlinearity="tanh"):
     """Elman RNN layer with tanh or relu; hx = h0 [B, H] or None. Returns (y, h_n)."""
-    h0 = _zeros_state(x, batch_sizes, w_hh.shape[0]) if hx is None else hx
-    training = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    y, h_n, _ = _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, training)
-    return y, h_n
-
-
-def _layer(mode, x, state, weights, *, batch_sizes, reverse):
-    """One layer and direction: state is h0 (LSTM: (h0, c0)); returns (y, state at the end)."""
-    if mode == "LSTM":
-        return lstm(x, state, *weights, batch_sizes=batch_sizes, reverse=reverse)
-    if mode == "GRU":
-        return gru(x, state, *weights, batch_sizes=batch_sizes, reverse=reverse)
-    nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
-    return rnn(x, state, *weights, batch_sizes=batch_sizes, reverse=reverse, nonlinearity=nonlinearity)
+    return _layer(RNN, x, hx, (w_ih, w_hh, b_ih, b_hh), batch_sizes, reverse, nonlinearity)
 
 
 def rnn_layers(mode, x, hx, weights, *, num_layers, bidirectional, bias, proj_size=0, dropout=0.0,
@@ -71,33 +64,28 @@ def rnn_layers(mode, x, hx, weights, *, num_layers, bidirectional, bias, proj_si
     weights: torch.nn's flat weight list: per layer, per direction: w_ih, w_hh, (b_ih, b_hh), (w_hr).
     Between layers (not after the last) dropout applies when training. Returns (y, h_n) or (y, (h_n, c_n)).
     """
+    cell, nonlinearity = MODES[mode]
     directions = 2 if bidirectional else 1
-    per_direction = 2 + (2 if bias else 0) + (1 if proj_size > 0 else 0)
-    is_lstm = mode == "LSTM"
-    h_n, c_n = [], []
+    projected = cell.projectable and proj_size > 0
+    per_direction = 2 + (2 if bias else 0) + (1 if projected else 0)
+    states = tuple(hx) if cell.states > 1 else (hx,)
+    finals = [[] for _ in states]  # per state, per layer and direction
     layer_input = x
     for layer in range(num_layers):
         outputs = []
         for direction in range(directions):
             index = layer * directions + direction
             w = weights[index * per_direction:(index + 1) * per_direction]
-            w_ih, w_hh = w[0], w[1]
             b_ih, b_hh = (w[2], w[3]) if bias else (None, None)
-            layer_weights = [w_ih, w_hh, b_ih, b_hh]
-            if is_lstm:
-                layer_weights.append(w[-1] if proj_size > 0 else None)
-            state = (hx[0][index], hx[1][index]) if is_lstm else hx[index]
-            y, final = _layer(mode, layer_input, state, layer_weights, batch_sizes=batch_sizes,
-                              reverse=direction == 1)
+            layer_weights = (w[0], w[1], b_ih, b_hh) + ((w[-1] if projected else None,) if cell.projectable else ())
+            layer_states = tuple(state[index] for state in states)
+            y, final = _ops.forward(cell, layer_input, layer_states, layer_weights, batch_sizes, direction == 1,
+                                    nonlinearity, _needs_grad(layer_input, *layer_states, *layer_weights))
             outputs.append(y)
-            if is_lstm:
-                h_n.append(final[0])
-                c_n.append(final[1])
-            else:
-                h_n.append(final)
+            for collected, value in zip(finals, final):
+                collected.append(value)
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = torch.nn.functional.dropout(layer_input, dropout, training=True)
-    if is_lstm:
-        return layer_input, (torch.stack(h_n), torch.stack(c_n))
-    return layer_input, torch.stack(h_n)
+    stacked = tuple(torch.stack(collected) for collected in finals)
+    return layer_input, (stacked if cell.states > 1 else stacked[0])

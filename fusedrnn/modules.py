@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from . import functional
+from . import _cells, functional
+from ._cells import MODES
 
 
 class _FusedRNNBase:
@@ -21,7 +22,7 @@ class _FusedRNNBase:
     _dim_error_suffix = "instead"  # torch.nn.RNN says "...tensor instead", LSTM and GRU "...instead"
 
     def forward(self, input, hx=None):
-        is_lstm = self.mode == "LSTM"
+        has_cell_state = MODES[self.mode][0].states == 2
         directions = 2 if self.bidirectional else 1
         out_size = self.proj_size if self.proj_size > 0 else self.hidden_size
         packed = isinstance(input, PackedSequence)
@@ -43,7 +44,8 @@ class _FusedRNNBase:
         if hx is None:
             zeros = dict(dtype=input.dtype, device=input.device)
             h0 = torch.zeros(self.num_layers * directions, batch, out_size, **zeros)
-            hx = (h0, torch.zeros(self.num_layers * directions, batch, self.hidden_size, **zeros)) if is_lstm else h0
+            hx = ((h0, torch.zeros(self.num_layers * directions, batch, self.hidden_size, **zeros))
+                  if has_cell_state else h0)
         else:
             if not packed:
                 hx = self._check_hidden_rank(hx, is_batched)
@@ -66,14 +68,14 @@ class _FusedRNNBase:
             output = output.transpose(0, 1).contiguous()
         if not is_batched:
             output = output.squeeze(batch_dim)
-            hidden = (hidden[0].squeeze(1), hidden[1].squeeze(1)) if is_lstm else hidden.squeeze(1)
+            hidden = tuple(h.squeeze(1) for h in hidden) if has_cell_state else hidden.squeeze(1)
         return output, hidden
 
     def _check_hidden_rank(self, hx, is_batched):
         """torch.nn's rank checks of a user-given state; unbatched states gain their batch dimension."""
         want = 3 if is_batched else 2
         kind = "batched 3-D" if is_batched else "unbatched 2-D"
-        if self.mode == "LSTM":
+        if MODES[self.mode][0].states == 2:
             if hx[0].dim() != want or hx[1].dim() != want:
                 raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got "
                                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
@@ -140,7 +142,7 @@ class LSTMCell(_FusedCellBase, torch.nn.LSTMCell):
     """torch.nn.LSTMCell with fusedrnn's kernels."""
 
     def forward(self, input, hx=None):
-        input, hx, is_batched = self._prepare(input, hx, states=2)
+        input, hx, is_batched = self._prepare(input, hx, states=_cells.LSTM.states)
         _, (h, c) = functional.lstm(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih,
                                     self.bias_hh)
         return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
@@ -150,7 +152,7 @@ class GRUCell(_FusedCellBase, torch.nn.GRUCell):
     """torch.nn.GRUCell with fusedrnn's kernels."""
 
     def forward(self, input, hx=None):
-        input, hx, is_batched = self._prepare(input, hx, states=1)
+        input, hx, is_batched = self._prepare(input, hx, states=_cells.GRU.states)
         _, h = functional.gru(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return h if is_batched else h.squeeze(0)
 
@@ -161,7 +163,7 @@ class RNNCell(_FusedCellBase, torch.nn.RNNCell):
     def forward(self, input, hx=None):
         if self.nonlinearity not in ("tanh", "relu"):  # torch.nn accepts any string until forward
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        input, hx, is_batched = self._prepare(input, hx, states=1)
+        input, hx, is_batched = self._prepare(input, hx, states=_cells.RNN.states)
         _, h = functional.rnn(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
                               nonlinearity=self.nonlinearity)
         return h if is_batched else h.squeeze(0)

@@ -135,12 +135,6 @@ void check_backward_inputs(const char* op, const LayerShape& shape, const at::Te
               dtype_name(workspace.scalar_type()));
 }
 
-std::vector<int64_t> batch_sizes_vector(const OptTensor& batch_sizes, const LayerShape& shape) {
-  if (!shape.packed) return std::vector<int64_t>(shape.T, shape.B);
-  const at::Tensor bs = batch_sizes->contiguous();
-  return std::vector<int64_t>(bs.data_ptr<int64_t>(), bs.data_ptr<int64_t>() + bs.numel());
-}
-
 Activation parse_nonlinearity(const char* op, const std::string& nonlinearity) {
   if (nonlinearity == "tanh") return Activation::Tanh;
   if (nonlinearity == "relu") return Activation::Relu;

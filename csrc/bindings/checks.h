@@ -6,20 +6,14 @@
 
 #include <optional>
 #include <string>
-#include <vector>
 
-#include "fusedrnn/cell_math.h"
+#include "fusedrnn/scalar_math.h"
+#include "sequence/layer.h"
 
 namespace fusedrnn {
 
-using OptTensor = std::optional<at::Tensor>;
-
-struct LayerShape {
-  int64_t T, B, N, I, H, P;  // steps, batch, packed rows, input, hidden, output (proj or hidden) sizes
-  bool packed;               // batch_sizes given: x is [N, I], else [T, B, I]
-};
-
-// Validates one layer's forward arguments; c0 is null for GRU and RNN, w_hr absent unless LSTM.
+// Validates one layer's forward arguments; c0 is null for cells without a cell state, w_hr absent
+// unless the cell is projectable.
 LayerShape check_layer_inputs(const char* op, int gates, const at::Tensor& x, const at::Tensor& h0,
                               const at::Tensor* c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                               const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& w_hr,
@@ -29,9 +23,6 @@ LayerShape check_layer_inputs(const char* op, int gates, const at::Tensor& x, co
 void check_backward_inputs(const char* op, const LayerShape& shape, const at::Tensor& x, const at::Tensor& grad_y,
                            const at::Tensor& grad_hn, const at::Tensor* grad_cn, const at::Tensor& y,
                            const at::Tensor& workspace, int64_t workspace_cols);
-
-// batch_sizes as a host vector; [B] * T for dense input.
-std::vector<int64_t> batch_sizes_vector(const OptTensor& batch_sizes, const LayerShape& shape);
 
 Activation parse_nonlinearity(const char* op, const std::string& nonlinearity);
 

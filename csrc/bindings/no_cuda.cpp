@@ -3,6 +3,10 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <string>
+
+#include "fusedrnn/cells.h"
+
 namespace {
 
 void cuda_unavailable(const c10::OperatorHandle& op, torch::jit::Stack*) {
@@ -15,8 +19,10 @@ void cuda_unavailable(const c10::OperatorHandle& op, torch::jit::Stack*) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
-  for (const char* op : {"lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
-                         "rnn_backward"}) {
-    m.impl(op, torch::CppFunction::makeFromBoxedFunction<&cuda_unavailable>());
-  }
+  fusedrnn::for_each_cell([&](auto cell) {
+    for (const char* direction : {"_forward", "_backward"}) {
+      const std::string op = std::string(decltype(cell)::name) + direction;
+      m.impl(op.c_str(), torch::CppFunction::makeFromBoxedFunction<&cuda_unavailable>());
+    }
+  });
 }

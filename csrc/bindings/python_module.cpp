@@ -1,19 +1,19 @@
-// The Python module fusedrnn._C. Importing it loads the library, whose static initialisers
-// register the ops; it also tells Python how the extension was built and which CPU passes run.
+// The private Python module fusedrnn._C. Importing it loads the library, whose static initialisers
+// register the ops; its functions are the C++ side of fusedrnn.backends (diagnostics and controls) and
+// the cell table fusedrnn/_cells.py reads.
 #include <Python.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/scratch_pool.h"
+#include "fusedrnn/cells.h"
 
 #ifdef FUSEDRNN_WITH_CUDA
-extern "C" int fusedrnn_cuda_runtime_version();  // csrc/cuda/runtime_info.cu
-extern std::atomic<int64_t> fusedrnn_cuda_algorithm_counts[4];  // csrc/bindings/cuda.cpp
-extern "C" double fusedrnn_cuda_barrier_microseconds(int iterations);  // csrc/cuda/barrier_probe.cu
+#include "cuda/algorithm.h"
+#include "cuda/device_info.h"
 #endif
 
 namespace {
@@ -31,7 +31,7 @@ PyObject* built_with_cuda(PyObject*, PyObject*) {
 // The CUDA runtime version the CUDA part was linked against (e.g. 13000), or 0 in a CPU-only build.
 PyObject* cuda_runtime_version(PyObject*, PyObject*) {
 #ifdef FUSEDRNN_WITH_CUDA
-  return PyLong_FromLong(fusedrnn_cuda_runtime_version());
+  return PyLong_FromLong(fusedrnn::cuda::runtime_version());
 #else
   return PyLong_FromLong(0);
 #endif
@@ -41,7 +41,8 @@ PyObject* cuda_runtime_version(PyObject*, PyObject*) {
 PyObject* cuda_algorithm_counts(PyObject*, PyObject*) {
   int64_t counts[4] = {0, 0, 0, 0};
 #ifdef FUSEDRNN_WITH_CUDA
-  for (int i = 0; i < 4; ++i) counts[i] = fusedrnn_cuda_algorithm_counts[i].load();
+  using fusedrnn::cuda::AlgorithmCount;
+  for (int i = 0; i < 4; ++i) counts[i] = fusedrnn::cuda::algorithm_count(static_cast<AlgorithmCount>(i));
 #endif
   return Py_BuildValue("{s:L,s:L,s:L,s:L}", "forward_step", static_cast<long long>(counts[0]), "forward_persistent",
                        static_cast<long long>(counts[1]), "backward_step", static_cast<long long>(counts[2]),
@@ -54,7 +55,7 @@ PyObject* cuda_barrier_microseconds(PyObject*, PyObject* arg) {
   if (iterations == -1 && PyErr_Occurred()) return nullptr;
 #ifdef FUSEDRNN_WITH_CUDA
   double us;
-  Py_BEGIN_ALLOW_THREADS us = fusedrnn_cuda_barrier_microseconds(static_cast<int>(iterations));
+  Py_BEGIN_ALLOW_THREADS us = fusedrnn::cuda::barrier_microseconds(static_cast<int>(iterations));
   Py_END_ALLOW_THREADS if (us < 0) {
     PyErr_SetString(PyExc_RuntimeError, "fusedrnn: the grid-barrier probe failed on this device");
     return nullptr;
@@ -104,7 +105,30 @@ PyObject* clear_cpu_scratch_pool(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
+// The traits of every cell (fusedrnn/cells.h), one dict each, in CellId order.
+PyObject* cells(PyObject*, PyObject*) {
+  PyObject* list = PyList_New(0);
+  if (list == nullptr) return nullptr;
+  bool ok = true;
+  fusedrnn::for_each_cell([&](auto cell) {
+    using Cell = decltype(cell);
+    PyObject* traits = Py_BuildValue(
+        "{s:s,s:i,s:i,s:i,s:i,s:i,s:O,s:O,s:O}", "name", Cell::name, "id", static_cast<int>(Cell::id), "gates",
+        Cell::gates, "states", Cell::states, "workspace_cols", Cell::workspace_cols, "input_apart", Cell::input_apart,
+        "h_feeds_through", Cell::h_feeds_through ? Py_True : Py_False, "projectable",
+        Cell::projectable ? Py_True : Py_False, "takes_nonlinearity", Cell::takes_nonlinearity ? Py_True : Py_False);
+    ok = ok && traits != nullptr && PyList_Append(list, traits) == 0;
+    Py_XDECREF(traits);
+  });
+  if (!ok) {
+    Py_DECREF(list);
+    return nullptr;
+  }
+  return list;
+}
+
 PyMethodDef methods[] = {
+    {"cells", cells, METH_NOARGS, "The traits of every cell: name, id, gates, states, workspace_cols, ..."},
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "True when the CUDA part was compiled."},
     {"cuda_runtime_version", cuda_runtime_version, METH_NOARGS, "CUDA runtime version linked, 0 without CUDA."},
     {"cuda_algorithm_counts", cuda_algorithm_counts, METH_NOARGS,

@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "bindings/sequence.h"
+#include "sequence/sequence.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"

@@ -2,27 +2,33 @@
 // AVX2+FMA where the CPU has them, else a portable build. No torch includes: the per-ISA translation
 // units keep their headers to a minimum.
 //
-// Forward kernels fuse a step's recurrent product (from packed panels, see step_args.h) with the gate
-// math for a range of panels and every row of the step. Backward kernels split in two: the gate
-// gradients for a range of hidden units, then the product d W_hh for a range of column panels.
+// Forward kernels fuse a step's recurrent product (from packed panels, see step_args.h) with the cell's
+// forward math for a range of panels and every row of the step. Backward kernels split in two: the
+// gate gradients for a range of hidden units, then the product d W_hh for a range of column panels.
+// Every cell of fusedrnn/cells.h gets its forward and backward, instantiated from one generic kernel.
 #pragma once
 
 #include <cstdint>
 
 #include "cpu/step_args.h"
+#include "fusedrnn/cells.h"
 
 namespace fusedrnn::cpu {
 
 template <typename T>
+struct CellPasses {
+  void (*forward)(const ForwardStep<T>&, int64_t panel_begin, int64_t panel_end);
+  void (*backward)(const BackwardStep<T>&, int64_t unit_begin, int64_t unit_end);
+};
+
+template <typename T>
 struct StepPasses {
-  int64_t lanes;  // L: SIMD lanes of T, the panels' vector width
-  void (*lstm_forward)(const LstmForwardStep<T>&, int64_t panel_begin, int64_t panel_end);
-  void (*gru_forward)(const GruForwardStep<T>&, int64_t panel_begin, int64_t panel_end);
-  void (*rnn_forward)(const RnnForwardStep<T>&, int64_t panel_begin, int64_t panel_end);
-  void (*lstm_backward)(const LstmBackwardStep<T>&, int64_t unit_begin, int64_t unit_end);
-  void (*gru_backward)(const GruBackwardStep<T>&, int64_t unit_begin, int64_t unit_end);
-  void (*rnn_backward)(const RnnBackwardStep<T>&, int64_t unit_begin, int64_t unit_end);
+  int64_t lanes;                   // L: SIMD lanes of T, the panels' vector width
+  CellPasses<T> cells[kCellCount];  // indexed by CellId
   void (*column_product)(const ColumnProduct<T>&, int64_t panel_begin, int64_t panel_end);
+
+  template <typename Cell>
+  const CellPasses<T>& of() const { return cells[static_cast<int>(Cell::id)]; }
 };
 
 enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };

@@ -1,11 +1,12 @@
 // Definitions of the CPU step kernels, included once per instruction set by passes_*.cpp with
-// FUSEDRNN_ISA naming a namespace of its own (the instantiations must not merge across ISAs).
+// FUSEDRNN_ISA naming a namespace of its own (the instantiations must not merge across ISAs). The
+// kernels are generic over the cell (fusedrnn/cell.h); make_step_passes instantiates every cell.
 //
 // The recurrent product is a register-tiled small GEMM over packed panels (step_args.h): a tile of
 // R rows x NV vectors of accumulators stays in registers for the whole inner dimension, one panel
 // row (NV vectors) is loaded per k and each row's h value broadcast. A forward tile holds every
-// gate of its hidden units, so the gate math (cell_math.h) runs on the accumulators directly and the
-// step's h W_hh^T never goes to memory.
+// gate of its hidden units, so the cell's math runs on the accumulators directly and the step's
+// h W_hh^T never goes to memory.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
@@ -204,147 +205,120 @@ inline void forward_panels(int64_t rows, const RecurrentProduct<T>& product, int
   }
 }
 
-template <typename T>
-void lstm_forward(const LstmForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
-  using M = VecMath<T>;
-  constexpr int64_t L = Vec<T>::size();
-  const int64_t H = p.hidden;
-  forward_panels<T, kLstmGates>(
-      p.rows, p.product, panel_begin, panel_end,
-      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kLstmGates], const Vec<T>&) {
-        const int64_t j = panel * L, n = std::min(L, H - j);
-        const T* xproj = p.xproj ? p.xproj + r * kLstmGates * H : nullptr;  // null: fused input product
-        auto pre = [&](int gate) {
-          const int64_t col = gate * H + j;
-          return hh[gate] + load(xproj, col, n) + load(p.b_ih, col, n) + load(p.b_hh, col, n);
-        };
-        T* c = p.c + r * H;
-        const auto a = lstm_cell_forward<M>(pre(0), pre(1), pre(2), pre(3), load(c, j, n));
-        store(a.c, c, j, n);
-        store(a.h, p.h + r * H, j, n);
-        if (p.y) store(a.h, p.y + r * H, j, n);
-        if (p.workspace) {
-          T* ws = p.workspace + r * kLstmWorkspaceCols * H;
-          store(a.i, ws, j, n);
-          store(a.f, ws, H + j, n);
-          store(a.g, ws, 2 * H + j, n);
-          store(a.o, ws, 3 * H + j, n);
-          store(a.c, ws, 4 * H + j, n);
-        }
-      });
-}
+// The view a cell's forward reads one vector of units through (fusedrnn/cell.h): units [j, j + n) of
+// row r, with hh the tile's products for them (h W_hh^T, plus x W_ih^T when the input product is fused,
+// except for the cell's input_apart gate, whose fused x side is input_only).
+template <typename T, int kInputApart>
+struct ForwardUnit {
+  const Vec<T>* hh;          // [G]
+  Vec<T> input_only;         // zero unless the input product is fused
+  const T* xproj;            // row r of the step's x W_ih^T, or null when fused
+  const T* b_ih;             // [G*H] or null
+  const T* b_hh;             // [G*H] or null
+  const T* h_prev_row;       // row r of the previous h
+  T* c_row;                  // row r of the cell state, or null
+  T* ws;                     // row r of the workspace, or null (inference)
+  int64_t H, j, n;
 
-template <typename T>
-void gru_forward(const GruForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
-  using M = VecMath<T>;
-  constexpr int64_t L = Vec<T>::size();
-  const int64_t H = p.hidden;
-  // With the input product fused, hh[0] and hh[1] hold both sides of r and z, and x_n arrives apart.
-  forward_panels<T, kGruGates, 2>(
-      p.rows, p.product, panel_begin, panel_end,
-      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[kGruGates], const Vec<T>& x_n) {
-        const int64_t j = panel * L, n = std::min(L, H - j);
-        const T* xproj = p.xproj ? p.xproj + r * kGruGates * H : nullptr;  // null: fused input product
-        auto input_side = [&](int gate) { return load(xproj, gate * H + j, n) + load(p.b_ih, gate * H + j, n); };
-        auto hidden_side = [&](int gate) { return hh[gate] + load(p.b_hh, gate * H + j, n); };
-        const auto hn = hidden_side(2);
-        const auto a = gru_cell_forward<M>(input_side(0), input_side(1), input_side(2) + x_n, hidden_side(0),
-                                           hidden_side(1), hn, load(p.product.h_prev.row(r), j, n));
-        store(a.h, p.h + r * H, j, n);
-        store(a.h, p.y + r * H, j, n);
-        if (p.workspace) {
-          T* ws = p.workspace + r * kGruWorkspaceCols * H;
-          store(a.r, ws, j, n);
-          store(a.z, ws, H + j, n);
-          store(a.n, ws, 2 * H + j, n);
-          store(hn, ws, 3 * H + j, n);
-        }
-      });
-}
+  Vec<T> sum(int g) const {
+    const int64_t col = g * H + j;
+    return hh[g] + load(xproj, col, n) + load(b_ih, col, n) + load(b_hh, col, n);
+  }
+  Vec<T> input(int g) const {
+    const Vec<T> v = load(xproj, g * H + j, n) + load(b_ih, g * H + j, n);
+    return g == kInputApart ? v + input_only : v;
+  }
+  Vec<T> hidden(int g) const { return hh[g] + load(b_hh, g * H + j, n); }
+  Vec<T> h_prev() const { return load(h_prev_row, j, n); }
+  Vec<T> c() const { return load(c_row, j, n); }
+  void set_c(const Vec<T>& v) const { store(v, c_row, j, n); }
+  void save(int col, const Vec<T>& v) const {
+    if (ws) store(v, ws, col * H + j, n);
+  }
+};
 
-template <typename T>
-void rnn_forward(const RnnForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
+// One forward step of Cell for panels [panel_begin, panel_end) and every row: the products in
+// registers, then the cell's math on the accumulators; h (and c, the workspace) go to memory.
+template <typename Cell, typename T>
+void forward_step(const ForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
   using M = VecMath<T>;
   constexpr int64_t L = Vec<T>::size();
-  constexpr int blocks = forward_panel_blocks(1);
+  constexpr int G = Cell::gates;
+  constexpr int blocks = forward_panel_blocks(G);
+  static_assert(Cell::input_apart < 0 || blocks == 1, "a gate kept apart needs one unit block per panel");
   const int64_t H = p.hidden;
-  forward_panels<T, blocks>(
+  forward_panels<T, G * blocks, Cell::input_apart>(
       p.rows, p.product, panel_begin, panel_end,
-      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[blocks], const Vec<T>&) {
+      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[G * blocks], const Vec<T>& input_only) {
         for (int b = 0; b < blocks; ++b) {
           const int64_t j = (panel * blocks + b) * L;
           if (j >= H) break;
           const int64_t n = std::min(L, H - j);
-          const T* xproj = p.xproj ? p.xproj + r * H : nullptr;  // null: fused input product
-          const auto pre = hh[b] + load(xproj, j, n) + load(p.b_ih, j, n) + load(p.b_hh, j, n);
-          const auto out = rnn_cell_forward<M>(pre, p.act);
-          store(out, p.h + r * H, j, n);
-          store(out, p.y + r * H, j, n);
-          if (p.workspace) store(out, p.workspace + r * H, j, n);
+          const ForwardUnit<T, Cell::input_apart> unit{
+              hh + b * G,
+              input_only,
+              p.xproj ? p.xproj + r * G * H : nullptr,  // null: fused input product
+              p.b_ih,
+              p.b_hh,
+              Cell::h_feeds_through ? p.product.h_prev.row(r) : nullptr,
+              p.c ? p.c + r * H : nullptr,
+              p.workspace ? p.workspace + r * Cell::workspace_cols * H : nullptr,
+              H,
+              j,
+              n};
+          const Vec<T> h = Cell::template forward<M, Vec<T>>(unit, p.act);
+          store(h, p.h + r * H, j, n);
+          if (p.y) store(h, p.y + r * H, j, n);
         }
       });
 }
 
-template <typename T>
-void lstm_backward(const LstmBackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  for (int64_t r = 0; r < p.rows; ++r) {
-    const T* dh = p.dh + r * H;
-    const T* grad_y = p.grad_y ? p.grad_y + r * H : nullptr;
-    T* dc = p.dc + r * H;
-    const T* ws = p.workspace + r * kLstmWorkspaceCols * H;
-    const T* c_prev = p.c_prev.row(r);
-    T* dgates = p.dgates + r * kLstmGates * H;
-    for_each_vector<T>(unit_begin, unit_end, [&](int64_t j, int64_t n) {
-      const auto d = lstm_cell_backward<M>(load(dh, j, n) + load(grad_y, j, n), load(dc, j, n), load(ws, j, n),
-                                           load(ws, H + j, n), load(ws, 2 * H + j, n), load(ws, 3 * H + j, n),
-                                           load(ws, 4 * H + j, n), load(c_prev, j, n));
-      store(d.pre_i, dgates, j, n);
-      store(d.pre_f, dgates, H + j, n);
-      store(d.pre_g, dgates, 2 * H + j, n);
-      store(d.pre_o, dgates, 3 * H + j, n);
-      store(d.c_prev, dc, j, n);
-    });
-  }
-}
+// The view a cell's backward reads and writes one vector of units through: units [j, j + n) of row r.
+template <typename T, bool kSplitGates>
+struct BackwardUnit {
+  const T* ws;          // row r of the workspace
+  const T* h_prev_row;  // row r of the previous h, or null
+  const T* c_prev_row;  // row r of the previous c, or null
+  T* dc_row;            // row r of the cell-state gradient, or null
+  T* dgates;            // row r of the (input-side) gate gradients
+  T* dgates_hh;         // row r of the hidden-side gate gradients (kSplitGates)
+  int64_t H, j, n;
 
-template <typename T>
-void gru_backward(const GruBackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
+  Vec<T> saved(int col) const { return load(ws, col * H + j, n); }
+  Vec<T> h_prev() const { return load(h_prev_row, j, n); }
+  Vec<T> c_prev() const { return load(c_prev_row, j, n); }
+  Vec<T> dc() const { return load(dc_row, j, n); }
+  void set_dc(const Vec<T>& v) const { store(v, dc_row, j, n); }
+  void set_dgate(int g, const Vec<T>& v) const {
+    store(v, dgates, g * H + j, n);
+    if constexpr (kSplitGates) store(v, dgates_hh, g * H + j, n);
+  }
+  void set_dgate_apart(int g, const Vec<T>& dx, const Vec<T>& dh) const {
+    store(dx, dgates, g * H + j, n);
+    store(dh, dgates_hh, g * H + j, n);
+  }
+};
+
+// The gate gradients of Cell for hidden units [unit_begin, unit_end) of every row of a backward step.
+template <typename Cell, typename T>
+void backward_step(const BackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
   using M = VecMath<T>;
+  constexpr int G = Cell::gates;
+  constexpr bool kSplitGates = Cell::input_apart >= 0;
   const int64_t H = p.hidden;
   for (int64_t r = 0; r < p.rows; ++r) {
     T* dh = p.dh + r * H;
     const T* grad_y = p.grad_y ? p.grad_y + r * H : nullptr;
-    const T* ws = p.workspace + r * kGruWorkspaceCols * H;
-    const T* h_prev = p.h_prev.row(r);
-    T* dih = p.dgates_ih + r * kGruGates * H;
-    T* dhh = p.dgates_hh + r * kGruGates * H;
+    const T* ws = p.workspace + r * Cell::workspace_cols * H;
+    const T* h_prev = Cell::h_feeds_through ? p.h_prev.row(r) : nullptr;
+    const T* c_prev = Cell::states == 2 ? p.c_prev.row(r) : nullptr;
+    T* dc = p.dc ? p.dc + r * H : nullptr;
+    T* dgates = p.dgates + r * G * H;
+    T* dgates_hh = kSplitGates ? p.dgates_hh + r * G * H : nullptr;
     for_each_vector<T>(unit_begin, unit_end, [&](int64_t j, int64_t n) {
-      const auto d = gru_cell_backward<M>(load(dh, j, n) + load(grad_y, j, n), load(ws, j, n), load(ws, H + j, n),
-                                          load(ws, 2 * H + j, n), load(ws, 3 * H + j, n), load(h_prev, j, n));
-      store(d.pre_r, dih, j, n);
-      store(d.pre_z, dih, H + j, n);
-      store(d.xn, dih, 2 * H + j, n);
-      store(d.pre_r, dhh, j, n);
-      store(d.pre_z, dhh, H + j, n);
-      store(d.hn, dhh, 2 * H + j, n);
-      store(d.h_prev, dh, j, n);
-    });
-  }
-}
-
-template <typename T>
-void rnn_backward(const RnnBackwardStep<T>& p, int64_t unit_begin, int64_t unit_end) {
-  using M = VecMath<T>;
-  const int64_t H = p.hidden;
-  for (int64_t r = 0; r < p.rows; ++r) {
-    const T* dh = p.dh + r * H;
-    const T* grad_y = p.grad_y ? p.grad_y + r * H : nullptr;
-    const T* ws = p.workspace + r * H;
-    T* dpre = p.dpre + r * H;
-    for_each_vector<T>(unit_begin, unit_end, [&](int64_t j, int64_t n) {
-      store(rnn_cell_backward<M>(load(dh, j, n) + load(grad_y, j, n), load(ws, j, n), p.act), dpre, j, n);
+      const BackwardUnit<T, kSplitGates> unit{ws, h_prev, c_prev, dc, dgates, dgates_hh, H, j, n};
+      const Vec<T> direct = Cell::template backward<M, Vec<T>>(load(dh, j, n) + load(grad_y, j, n), unit, p.act);
+      if constexpr (Cell::h_feeds_through) store(direct, dh, j, n);
     });
   }
 }
@@ -383,8 +357,12 @@ void column_product(const ColumnProduct<T>& p, int64_t panel_begin, int64_t pane
 
 template <typename T>
 StepPasses<T> make_step_passes() {
-  return {Vec<T>::size(),   &lstm_forward<T>,  &gru_forward<T>,  &rnn_forward<T>,
-          &lstm_backward<T>, &gru_backward<T>, &rnn_backward<T>, &column_product<T>};
+  StepPasses<T> passes{Vec<T>::size(), {}, &column_product<T>};
+  for_each_cell([&](auto cell) {
+    using Cell = decltype(cell);
+    passes.cells[static_cast<int>(Cell::id)] = {&forward_step<Cell, T>, &backward_step<Cell, T>};
+  });
+  return passes;
 }
 
 }  // namespace fusedrnn::cpu::FUSEDRNN_ISA

@@ -3,6 +3,8 @@
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
+#include "cuda/device_info.h"
+
 namespace {
 
 // grid: one block per multiprocessor, block: 256 threads. counter: [1], keeps the loop from vanishing.
@@ -14,9 +16,9 @@ __global__ void barrier_probe_kernel(int iterations, int* counter) {
 
 }  // namespace
 
-// Microseconds per barrier over `iterations` barriers of one launch with one block per multiprocessor
-// (less the same launch with none), or a negative number on any CUDA error.
-extern "C" double fusedrnn_cuda_barrier_microseconds(int iterations) {
+namespace fusedrnn::cuda {
+
+double barrier_microseconds(int iterations) {
   int device = 0, sms = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return -1.0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) return -1.0;
@@ -45,3 +47,5 @@ extern "C" double fusedrnn_cuda_barrier_microseconds(int iterations) {
   cudaFree(counter);
   return ok ? (full - empty) * 1000.0 / iterations : -1.0;
 }
+
+}  // namespace fusedrnn::cuda

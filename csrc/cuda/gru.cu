@@ -3,8 +3,8 @@
 
 namespace fusedrnn::cuda {
 
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Gru, float)
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Gru, __half)
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Gru, __nv_bfloat16)
+FUSEDRNN_INSTANTIATE_STEPS(GruCell, float)
+FUSEDRNN_INSTANTIATE_STEPS(GruCell, __half)
+FUSEDRNN_INSTANTIATE_STEPS(GruCell, __nv_bfloat16)
 
 }  // namespace fusedrnn::cuda

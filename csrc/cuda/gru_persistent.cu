@@ -3,8 +3,8 @@
 
 namespace fusedrnn::cuda {
 
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Gru, float)
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Gru, __half)
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Gru, __nv_bfloat16)
+FUSEDRNN_INSTANTIATE_PERSISTENT(GruCell, float)
+FUSEDRNN_INSTANTIATE_PERSISTENT(GruCell, __half)
+FUSEDRNN_INSTANTIATE_PERSISTENT(GruCell, __nv_bfloat16)
 
 }  // namespace fusedrnn::cuda

@@ -3,8 +3,8 @@
 
 namespace fusedrnn::cuda {
 
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Lstm, float)
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Lstm, __half)
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Lstm, __nv_bfloat16)
+FUSEDRNN_INSTANTIATE_STEPS(LstmCell, float)
+FUSEDRNN_INSTANTIATE_STEPS(LstmCell, __half)
+FUSEDRNN_INSTANTIATE_STEPS(LstmCell, __nv_bfloat16)
 
 }  // namespace fusedrnn::cuda

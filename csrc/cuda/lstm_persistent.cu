@@ -3,8 +3,8 @@
 
 namespace fusedrnn::cuda {
 
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Lstm, float)
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Lstm, __half)
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Lstm, __nv_bfloat16)
+FUSEDRNN_INSTANTIATE_PERSISTENT(LstmCell, float)
+FUSEDRNN_INSTANTIATE_PERSISTENT(LstmCell, __half)
+FUSEDRNN_INSTANTIATE_PERSISTENT(LstmCell, __nv_bfloat16)
 
 }  // namespace fusedrnn::cuda

@@ -1,4 +1,4 @@
-// Arguments of the persistent kernels (torch-free; the bindings fill them). One cooperative launch runs
+// Arguments of the persistent kernels (torch-free; cuda/layer.cpp fills them). One cooperative launch runs
 // every step of a layer direction: each block keeps its slice of W_hh in shared memory for the whole
 // sequence and the blocks meet at one grid-wide barrier per step.
 #pragma once
@@ -66,8 +66,9 @@ struct PersistentForwardArgs {
 template <typename T>
 struct PersistentBackwardArgs {
   BackwardStepArgs<T> step;
-  const float* dgates_next;  // [N, G * H]: h-side gate gradients of every step (GRU's dgates_hh, else dgates)
-  const float* c0;           // [B, H]: LSTM initial cell state (float) or nullptr
+  const float* dgates_next;  // [N, G * H]: h-side gate gradients of every step (dgates_hh for cells with an
+                             // input_apart gate, else dgates)
+  const float* c0;           // [B, H]: initial cell state (float) of cells with c, or nullptr
   const T* y;                // [N, P]: the forward output, previous h of every step
   const T* h0;               // [B, P]
   StepTable schedule;
@@ -80,14 +81,14 @@ struct DeviceLimits {
   size_t smem_per_block;  // opt-in maximum of dynamic shared memory
 };
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tensor_cores, const DeviceLimits& device);
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 PersistentPlan plan_persistent_backward(int hidden, int batch, const DeviceLimits& device);
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 cudaError_t launch_persistent_forward(const PersistentForwardArgs<T>& args, cudaStream_t stream);
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 cudaError_t launch_persistent_backward(const PersistentBackwardArgs<T>& args, cudaStream_t stream);
 
 }  // namespace fusedrnn::cuda

@@ -7,7 +7,8 @@
 // chunks of rows, multiplies them with its slice, applies the cell math of step_kernels.cuh to its
 // units, and meets the other blocks at one grid-wide barrier. Per-unit state (c, dc, carry, dh0) is
 // owned by one block for the whole launch, so only h (forward) and the gate gradients (backward) cross
-// blocks, always through the barrier. Included by lstm.cu, gru.cu and rnn.cu.
+// blocks, always through the barrier. Generic over the cell, like the step kernels. Included by
+// lstm_persistent.cu, gru_persistent.cu and rnn_persistent.cu.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -224,9 +225,9 @@ __device__ __forceinline__ void stage_contiguous(const float* src, int64_t n, fl
 // ------------------------------------------------------------------------------------ forward
 
 // Shared-memory layout of one forward block; host and device agree through this.
-template <CellKind Cell, typename T, Product Kind>
+template <typename Cell, typename T, Product Kind>
 struct ForwardSmem {
-  static constexpr int G = CellTraits<Cell>::gates;
+  static constexpr int G = Cell::gates;
   int64_t w_rows, row_len, x_rows, out_floats;
   __host__ __device__ ForwardSmem(int units, int P, int chunk_rows) {
     const int J = G * units;
@@ -248,10 +249,10 @@ struct ForwardSmem {
   __host__ __device__ int64_t bytes() const { return w_bytes() + x_bytes() + out_floats * 4; }
 };
 
-template <CellKind Cell, typename T, Product Kind>
+template <typename Cell, typename T, Product Kind>
 __global__ void __launch_bounds__(kPersistentThreads) persistent_forward_kernel(const PersistentForwardArgs<T> p) {
-  constexpr int G = CellTraits<Cell>::gates;
-  constexpr int W = CellTraits<Cell>::ws_cols;
+  constexpr int G = Cell::gates;
+  constexpr int W = Cell::workspace_cols;
   using Layout = ForwardSmem<Cell, T, Kind>;
   using X = typename Layout::XType;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -359,9 +360,9 @@ __global__ void __launch_bounds__(kPersistentThreads) persistent_forward_kernel(
 
 // ----------------------------------------------------------------------------------- backward
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 struct BackwardSmem {
-  static constexpr int G = CellTraits<Cell>::gates;
+  static constexpr int G = Cell::gates;
   int64_t K, units, chunk_rows;
   __host__ __device__ BackwardSmem(int units_, int H, int chunk_rows_) : K(G * int64_t(H)), units(units_), chunk_rows(chunk_rows_) {}
   __host__ __device__ int64_t w_bytes() const { return round_up(units * K * sizeof(T), 128); }
@@ -372,10 +373,10 @@ struct BackwardSmem {
 
 // Backward step k = T-1 .. 0 in reverse visiting order, then k = -1 for h0's gradient, exactly as the
 // step kernels do it (see backward_step_kernel), one barrier per step.
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 __global__ void __launch_bounds__(kPersistentThreads) persistent_backward_kernel(const PersistentBackwardArgs<T> p) {
-  constexpr int G = CellTraits<Cell>::gates;
-  constexpr int W = CellTraits<Cell>::ws_cols;
+  constexpr int G = Cell::gates;
+  constexpr int W = Cell::workspace_cols;
   extern __shared__ __align__(128) unsigned char smem[];
   const int H = p.step.hidden;
   const int64_t K = static_cast<int64_t>(G) * H;
@@ -409,9 +410,9 @@ __global__ void __launch_bounds__(kPersistentThreads) persistent_backward_kernel
       a.rows = static_cast<int>(cur.rows);
       a.grad_y = p.step.grad_y + cur.offset * H;
       a.workspace = p.step.workspace + cur.offset * W * H;
-      if constexpr (Cell == CellKind::Lstm)
-        a.c_prev = PrevState<float>{p.step.workspace + cur.prev_offset * W * H + 4 * H, p.c0, cur.prev_rows,
-                                    W * int64_t(H), H};
+      if constexpr (Cell::states == 2)
+        a.c_prev = PrevState<float>{p.step.workspace + cur.prev_offset * W * H + Cell::saved_c * H, p.c0,
+                                    cur.prev_rows, W * int64_t(H), H};
       a.h_prev = PrevState<T>{p.y + cur.prev_offset * H, p.h0, cur.prev_rows, H, H};
       a.dgates = p.step.dgates + cur.offset * K;
       if (p.step.dgates_hh != nullptr) a.dgates_hh = p.step.dgates_hh + cur.offset * K;
@@ -479,7 +480,7 @@ PersistentPlan fit_plan(int hidden, int batch, int row_step, const DeviceLimits&
   return plan;
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tensor_cores, const DeviceLimits& device) {
   // Tensor cores (where the caller allows them) once a batch fills most of a 16-row tile.
   const bool mma = batch >= 8 && tensor_cores;
@@ -500,7 +501,7 @@ PersistentPlan plan_persistent_forward(int hidden, int out, int batch, bool tens
   return plan;
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 PersistentPlan plan_persistent_backward(int hidden, int batch, const DeviceLimits& device) {
   PersistentPlan plan = fit_plan(hidden, batch, 1, device, [&](int units, int rows) {
     return BackwardSmem<Cell, T>(units, hidden, rows);
@@ -516,7 +517,7 @@ cudaError_t launch_cooperative(Kernel kernel, const Args& args, const Persistent
                                      params, plan.smem, stream);
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 cudaError_t launch_persistent_forward(const PersistentForwardArgs<T>& args, cudaStream_t stream) {
   if (args.schedule.steps == 0 || args.step.hidden == 0) return cudaSuccess;
   if (args.plan.product == Product::Mma)
@@ -524,7 +525,7 @@ cudaError_t launch_persistent_forward(const PersistentForwardArgs<T>& args, cuda
   return launch_cooperative(persistent_forward_kernel<Cell, T, Product::Fma>, args, args.plan, stream);
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 cudaError_t launch_persistent_backward(const PersistentBackwardArgs<T>& args, cudaStream_t stream) {
   if (args.schedule.steps == 0 || args.step.hidden == 0) return cudaSuccess;
   return launch_cooperative(persistent_backward_kernel<Cell, T>, args, args.plan, stream);

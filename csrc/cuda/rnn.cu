@@ -3,8 +3,8 @@
 
 namespace fusedrnn::cuda {
 
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Rnn, float)
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Rnn, __half)
-FUSEDRNN_INSTANTIATE_STEPS(CellKind::Rnn, __nv_bfloat16)
+FUSEDRNN_INSTANTIATE_STEPS(RnnCell, float)
+FUSEDRNN_INSTANTIATE_STEPS(RnnCell, __half)
+FUSEDRNN_INSTANTIATE_STEPS(RnnCell, __nv_bfloat16)
 
 }  // namespace fusedrnn::cuda

@@ -3,8 +3,8 @@
 
 namespace fusedrnn::cuda {
 
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Rnn, float)
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Rnn, __half)
-FUSEDRNN_INSTANTIATE_PERSISTENT(CellKind::Rnn, __nv_bfloat16)
+FUSEDRNN_INSTANTIATE_PERSISTENT(RnnCell, float)
+FUSEDRNN_INSTANTIATE_PERSISTENT(RnnCell, __half)
+FUSEDRNN_INSTANTIATE_PERSISTENT(RnnCell, __nv_bfloat16)
 
 }  // namespace fusedrnn::cuda

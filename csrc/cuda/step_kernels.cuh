@@ -1,7 +1,8 @@
 // The CUDA step kernels: the cell math of one time step, once cuBLAS has formed the step's recurrent
 // product (the step-wise algorithm: a GEMM and one pointwise kernel per step, forward and backward).
 // One thread per (row, hidden unit) forward and per (row, column) backward. The device functions
-// here (forward_cell, backward_finish, ...) are also the epilogues of the persistent kernels.
+// here (forward_cell, backward_finish, ...) are also the epilogues of the persistent kernels. Generic
+// over the cell (fusedrnn/cell.h): its math runs through the ForwardUnit and BackwardUnit views below.
 // Included by lstm.cu, gru.cu and rnn.cu, which instantiate it per cell and dtype.
 #pragma once
 
@@ -12,7 +13,7 @@
 #include <cstdint>
 
 #include "cuda/step_args.h"
-#include "fusedrnn/cell_math.h"
+#include "fusedrnn/cells.h"
 
 namespace fusedrnn::cuda {
 
@@ -36,15 +37,6 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { re
 template <typename T>
 __device__ __forceinline__ float load_or_zero(const T* p, int64_t i) { return p ? to_float(p[i]) : 0.0f; }
 
-template <CellKind Cell>
-struct CellTraits;
-template <>
-struct CellTraits<CellKind::Lstm> { static constexpr int gates = kLstmGates, ws_cols = kLstmWorkspaceCols; };
-template <>
-struct CellTraits<CellKind::Gru> { static constexpr int gates = kGruGates, ws_cols = kGruWorkspaceCols; };
-template <>
-struct CellTraits<CellKind::Rnn> { static constexpr int gates = 1, ws_cols = 1; };
-
 // ------------------------------------------------------------------------------------------ forward
 
 // Element k of row r of the state a forward step starts from (h_prev, or h_prev_stored where set).
@@ -53,56 +45,48 @@ __device__ __forceinline__ float prev_h(const ForwardStepArgs<T>& a, int r, int 
   return a.h_prev.initial != nullptr ? a.h_prev.row(r)[k] : to_float(a.h_prev_stored.row(r)[k]);
 }
 
-// The cell math of (row r, unit u) from the recurrent products acc[g] = (h_prev W_hh^T)[r][g * H + u],
-// this step's input projection xv[g] = xproj[r][g * H + u] and the recurrent bias bv[g]; writes c, h and
-// the workspace. The persistent kernel prefetches xv and bv, the step kernel loads them just before.
-template <CellKind Cell, typename T>
+// The view a cell's forward reads (row r, unit u) through (fusedrnn/cell.h):
+// acc[g] = (h_prev W_hh^T)[r][g * H + u], xv[g] = xproj[r][g * H + u] (b_ih included) and bv[g] the
+// recurrent bias.
+template <typename T>
+struct ForwardUnit {
+  const ForwardStepArgs<T>& a;
+  int r, u;
+  const float* acc;
+  const float* xv;
+  const float* bv;
+  float* ws;  // row r of the workspace, or nullptr
+  int64_t H;
+
+  __device__ __forceinline__ float sum(int g) const { return acc[g] + xv[g] + bv[g]; }
+  __device__ __forceinline__ float input(int g) const { return xv[g]; }
+  __device__ __forceinline__ float hidden(int g) const { return acc[g] + bv[g]; }
+  __device__ __forceinline__ float h_prev() const { return prev_h(a, r, u); }
+  __device__ __forceinline__ float c() const { return a.c[r * H + u]; }
+  __device__ __forceinline__ void set_c(float v) const { a.c[r * H + u] = v; }
+  __device__ __forceinline__ void save(int col, float v) const {
+    if (ws) ws[col * H + u] = v;
+  }
+};
+
+// The cell math of (row r, unit u) from the recurrent products acc, this step's input projection xv
+// and the recurrent bias bv (see ForwardUnit); writes c, h and the workspace. The persistent kernel
+// prefetches xv and bv, the step kernel loads them just before.
+template <typename Cell, typename T>
 __device__ __forceinline__ void forward_cell(const ForwardStepArgs<T>& a, int r, int u, const float* acc,
                                              const float* xv, const float* bv) {
-  constexpr int G = CellTraits<Cell>::gates;
-  constexpr int W = CellTraits<Cell>::ws_cols;
   const int64_t H = a.hidden;
-  float* ws = a.workspace ? a.workspace + r * W * H : nullptr;
-  float h;
-  if constexpr (Cell == CellKind::Lstm) {
-    float pre[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) pre[g] = acc[g] + xv[g] + bv[g];
-    float* c = a.c + r * H + u;
-    const auto s = lstm_cell_forward<Math>(pre[0], pre[1], pre[2], pre[3], *c);
-    *c = s.c;
-    h = s.h;
-    if (ws) {
-      ws[u] = s.i;
-      ws[H + u] = s.f;
-      ws[2 * H + u] = s.g;
-      ws[3 * H + u] = s.o;
-      ws[4 * H + u] = s.c;
-    }
-  } else if constexpr (Cell == CellKind::Gru) {
-    const float hn = acc[2] + bv[2];
-    const float h_prev = prev_h(a, r, u);
-    const auto s = gru_cell_forward<Math>(xv[0], xv[1], xv[2], acc[0] + bv[0], acc[1] + bv[1], hn, h_prev);
-    h = s.h;
-    if (ws) {
-      ws[u] = s.r;
-      ws[H + u] = s.z;
-      ws[2 * H + u] = s.n;
-      ws[3 * H + u] = hn;
-    }
-  } else {
-    h = rnn_cell_forward<Math>(acc[0] + xv[0] + bv[0], a.act);
-    if (ws) ws[u] = h;
-  }
+  float* ws = a.workspace ? a.workspace + r * Cell::workspace_cols * H : nullptr;
+  const float h = Cell::template forward<Math, float>(ForwardUnit<T>{a, r, u, acc, xv, bv, ws, H}, a.act);
   a.h_out[r * H + u] = from_float<T>(h);
   if (a.h_state) a.h_state[r * H + u] = from_float<T>(h);
   if (a.h_float) a.h_float[r * H + u] = h;
 }
 
 // xv and bv of (row r, unit u), as forward_cell takes them.
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 __device__ __forceinline__ void load_cell_inputs(const ForwardStepArgs<T>& a, int r, int u, float* xv, float* bv) {
-  constexpr int G = CellTraits<Cell>::gates;
+  constexpr int G = Cell::gates;
   const int64_t H = a.hidden;
   const float* xproj = a.xproj + r * G * H;
 #pragma unroll
@@ -112,9 +96,9 @@ __device__ __forceinline__ void load_cell_inputs(const ForwardStepArgs<T>& a, in
   }
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 __device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, int r, int u, const float* acc) {
-  constexpr int G = CellTraits<Cell>::gates;
+  constexpr int G = Cell::gates;
   float xv[G], bv[G];
   load_cell_inputs<Cell, T>(a, r, u, xv, bv);
   forward_cell<Cell, T>(a, r, u, acc, xv, bv);
@@ -122,9 +106,9 @@ __device__ __forceinline__ void forward_epilogue(const ForwardStepArgs<T>& a, in
 
 // One thread per (row r, unit u) of the step: the G recurrent products come from a.recurrent.
 // grid: ceil(rows * H / kPointwiseThreads), block: kPointwiseThreads.
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 __global__ void __launch_bounds__(kPointwiseThreads) forward_step_kernel(const ForwardStepArgs<T> a) {
-  constexpr int G = CellTraits<Cell>::gates;
+  constexpr int G = Cell::gates;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kPointwiseThreads + threadIdx.x;
   if (i >= static_cast<int64_t>(a.rows) * a.hidden) return;
   const int r = static_cast<int>(i / a.hidden), u = static_cast<int>(i % a.hidden);
@@ -137,45 +121,46 @@ __global__ void __launch_bounds__(kPointwiseThreads) forward_step_kernel(const F
 
 // ------------------------------------------------------------------------------------------ backward
 
-// Gate gradients of (row r, unit u) from dh; returns the direct part of the previous h's gradient.
-template <CellKind Cell, typename T>
-__device__ __forceinline__ float backward_epilogue(const BackwardStepArgs<T>& a, int r, int u, float dh) {
-  constexpr int G = CellTraits<Cell>::gates;
-  constexpr int W = CellTraits<Cell>::ws_cols;
-  const int64_t H = a.hidden;
-  const float* ws = a.workspace + r * W * H;
-  float* dgates = a.dgates + r * G * H;
-  if constexpr (Cell == CellKind::Lstm) {
-    float* dc = a.dc + r * H + u;
-    const auto d = lstm_cell_backward<Math>(dh, *dc, ws[u], ws[H + u], ws[2 * H + u], ws[3 * H + u], ws[4 * H + u],
-                                            a.c_prev.row(r)[u]);
-    dgates[u] = d.pre_i;
-    dgates[H + u] = d.pre_f;
-    dgates[2 * H + u] = d.pre_g;
-    dgates[3 * H + u] = d.pre_o;
-    *dc = d.c_prev;
-    return 0.0f;
-  } else if constexpr (Cell == CellKind::Gru) {
-    const auto d = gru_cell_backward<Math>(dh, ws[u], ws[H + u], ws[2 * H + u], ws[3 * H + u],
-                                           to_float(a.h_prev.row(r)[u]));
-    float* dgates_hh = a.dgates_hh + r * G * H;
-    dgates[u] = d.pre_r;
-    dgates[H + u] = d.pre_z;
-    dgates[2 * H + u] = d.xn;
-    dgates_hh[u] = d.pre_r;
-    dgates_hh[H + u] = d.pre_z;
-    dgates_hh[2 * H + u] = d.hn;
-    return d.h_prev;
-  } else {
-    dgates[u] = rnn_cell_backward<Math>(dh, ws[u], a.act);
-    return 0.0f;
+// The view a cell's backward reads and writes (row r, unit u) through (fusedrnn/cell.h).
+template <typename T, bool kSplitGates>
+struct BackwardUnit {
+  const BackwardStepArgs<T>& a;
+  int r, u;
+  const float* ws;   // row r of the workspace
+  float* dgates;     // row r of the (x-side) gate gradients
+  float* dgates_hh;  // row r of the h-side gate gradients (kSplitGates)
+  int64_t H;
+
+  __device__ __forceinline__ float saved(int col) const { return ws[col * H + u]; }
+  __device__ __forceinline__ float h_prev() const { return to_float(a.h_prev.row(r)[u]); }
+  __device__ __forceinline__ float c_prev() const { return a.c_prev.row(r)[u]; }
+  __device__ __forceinline__ float dc() const { return a.dc[r * H + u]; }
+  __device__ __forceinline__ void set_dc(float v) const { a.dc[r * H + u] = v; }
+  __device__ __forceinline__ void set_dgate(int g, float v) const {
+    dgates[g * H + u] = v;
+    if constexpr (kSplitGates) dgates_hh[g * H + u] = v;
   }
+  __device__ __forceinline__ void set_dgate_apart(int g, float dx, float dh) const {
+    dgates[g * H + u] = dx;
+    dgates_hh[g * H + u] = dh;
+  }
+};
+
+// Gate gradients of (row r, unit u) from dh; returns the direct part of the previous h's gradient.
+template <typename Cell, typename T>
+__device__ __forceinline__ float backward_epilogue(const BackwardStepArgs<T>& a, int r, int u, float dh) {
+  constexpr int G = Cell::gates;
+  constexpr bool kSplitGates = Cell::input_apart >= 0;
+  const int64_t H = a.hidden;
+  const BackwardUnit<T, kSplitGates> unit{a, r, u, a.workspace + r * Cell::workspace_cols * H, a.dgates + r * G * H,
+                                          kSplitGates ? a.dgates_hh + r * G * H : nullptr, H};
+  return Cell::template backward<Math, float>(dh, unit, a.act);
 }
 
 // Everything of backward step k for (row r, column col) once R = (dgates_next W_hh)[r][col] is known:
 // h0's gradient for the rows that step k+1 started from h0, then dh and the gate gradients of step k.
 // Shared by the step kernel and the persistent kernel.
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 __device__ __forceinline__ void backward_finish(const BackwardStepArgs<T>& a, int r, int col, float acc) {
   const int P = a.out;
   const int64_t at = static_cast<int64_t>(r) * P + col;
@@ -201,7 +186,7 @@ __device__ __forceinline__ void backward_finish(const BackwardStepArgs<T>& a, in
 // gradient. Then dh = grad_y + carry + R and the gate gradients of step k. Each (row, column) element
 // of carry, dc and dh0 is read and written by one thread only, so they are updated in place.
 // grid: ceil(max(rows, next_rows) * columns / kPointwiseThreads), block: kPointwiseThreads.
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 __global__ void __launch_bounds__(kPointwiseThreads) backward_step_kernel(const BackwardStepArgs<T> a, int columns) {
   const int rows = a.rows > a.next_rows ? a.rows : a.next_rows;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kPointwiseThreads + threadIdx.x;
@@ -215,7 +200,7 @@ inline unsigned pointwise_blocks(int64_t items) {
   return static_cast<unsigned>((items + kPointwiseThreads - 1) / kPointwiseThreads);
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 cudaError_t launch_forward_step(const ForwardStepArgs<T>& args, cudaStream_t stream) {
   if (args.rows == 0 || args.hidden == 0) return cudaSuccess;
   const int64_t items = static_cast<int64_t>(args.rows) * args.hidden;
@@ -223,7 +208,7 @@ cudaError_t launch_forward_step(const ForwardStepArgs<T>& args, cudaStream_t str
   return cudaGetLastError();
 }
 
-template <CellKind Cell, typename T>
+template <typename Cell, typename T>
 cudaError_t launch_backward_step(const BackwardStepArgs<T>& args, cudaStream_t stream) {
   const int rows = args.rows > args.next_rows ? args.rows : args.next_rows;
   const int columns = args.dh_cell != nullptr ? args.hidden : args.out;

@@ -1,6 +1,15 @@
-#include "bindings/sequence.h"
+#include "sequence/sequence.h"
 
 namespace fusedrnn {
+
+std::vector<Step> layer_schedule(const LayerInputs& in) {
+  std::vector<int64_t> batch(in.shape.T, in.shape.B);
+  if (in.shape.packed) {
+    const at::Tensor bs = in.batch_sizes->contiguous();
+    batch.assign(bs.data_ptr<int64_t>(), bs.data_ptr<int64_t>() + bs.numel());
+  }
+  return make_schedule(batch.data(), static_cast<int64_t>(batch.size()), in.reverse);
+}
 
 at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih) {
   if (b_ih.has_value() && b_ih->defined()) return at::addmm(*b_ih, x, w_ih.t());

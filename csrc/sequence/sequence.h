@@ -1,5 +1,6 @@
-// Sequence-level ATen pieces shared by every cell and backend: the input projection, the previous
-// state of every packed row, and the weight gradients as GEMMs over all steps. Device-agnostic.
+// Sequence-level ATen pieces shared by every cell and backend: the schedule, the input projection, the
+// previous state of every packed row, and the weight gradients as GEMMs over all steps.
+// Device-agnostic.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,8 +9,13 @@
 #include <vector>
 
 #include "fusedrnn/schedule.h"
+#include "sequence/layer.h"
 
 namespace fusedrnn {
+
+// The layer's steps in visiting order (fusedrnn/schedule.h), from its batch_sizes or, for dense input,
+// [B] * T.
+std::vector<Step> layer_schedule(const LayerInputs& in);
 
 // x: [N, I] -> [N, G*H] = x W_ih^T + b_ih, one GEMM for all steps.
 at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih);
