@@ -1,4 +1,5 @@
-"""fusedrnn: fused CPU (and, later, CUDA) kernels for LSTM, GRU and vanilla RNN layers.
+"""fusedrnn: fused CPU and CUDA kernels for LSTM, GRU and vanilla RNN layers (on CUDA, a persistent
+algorithm and a step-wise one).
 
 Drop-in modules: LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell (subclasses of their torch.nn classes), and
 convert(model) / to_torch(model) to swap them inside a model. `fusedrnn.functional` runs layers through
@@ -7,7 +8,7 @@ the fused ops; `fusedrnn.reference` is the plain PyTorch oracle with the same si
 
 import torch  # noqa: F401  (loads libtorch, which the extension links against)
 
-from . import _C, _ops, functional, reference  # noqa: F401,E402
+from . import _C, _ops, backends, functional, reference  # noqa: F401,E402
 from .conversion import convert, to_torch  # noqa: E402
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from . import _compile_support  # noqa: E402
@@ -23,4 +24,4 @@ def built_with_cuda() -> bool:
 
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "to_torch", "functional",
-           "reference", "built_with_cuda", "__version__"]
+           "reference", "backends", "built_with_cuda", "__version__"]

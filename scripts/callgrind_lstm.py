@@ -31,4 +31,4 @@ def training():
 step = {"inference": inference, "training": training}[sys.argv[1]]
 step()
 step()
-print("cpu isa:", fusedrnn._C.cpu_isa())
+print("cpu isa:", fusedrnn.backends.cpu.isa())

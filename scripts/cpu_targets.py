@@ -1,11 +1,12 @@
 """Issue 7's CPU targets checked against a bench result, with the GEMM floor of every missed point.
 
-Reads the JSON of `python -m fusedrnn.bench --device cpu --full` and, for each float32, T=100, one-layer
-point, prints the target speed-up over torch.nn, the measured one, and whether it is met. For a missed
-point it also prints what meeting it would take: the fusedrnn time (torch.nn / target), the GFLOP/s
-that is, and the time of the layer's matrix products alone as plain torch.mm on this machine now (two
-for inference, six for training: see gemm_floor.py; the fastest of three timings), so a target that asks the whole fused layer to
-beat its own GEMMs shows as such. Run it on the machine the JSON came from, with nothing else running.
+Reads the JSON of `python -m fusedrnn.bench --device cpu --full` and, for each point of the full CPU
+grid's one-layer product (float32, T=100: fusedrnn/bench/grid.py), prints the target speed-up over
+torch.nn, the measured one, and whether it is met. For a missed point it also prints what meeting it
+would take: the fusedrnn time (torch.nn / target), the GFLOP/s that is, and the time of the layer's
+matrix products alone as plain torch.mm on this machine now (two for inference, six for training: see
+gemm_floor.py; the fastest of three timings), so a target that asks the whole fused layer to beat its
+own GEMMs shows as such. Run it on the machine the JSON came from, with nothing else running.
 
     python scripts/cpu_targets.py benchmarks/results/cpu.json [--threads 2]
 """
@@ -14,6 +15,10 @@ import json
 
 import torch
 from gemm_floor import GATES, median_ms, product_flops, six_products_ms
+
+from fusedrnn.bench.grid import GRIDS
+
+FULL = GRIDS["cpu"]["full"]
 
 # Issue 7: LSTM >= 1.0x everywhere; GRU and RNN >= 1.5x inference and >= 3x training at B <= 8,
 # >= 1.2x elsewhere.
@@ -54,7 +59,8 @@ def main():
           "| GFLOP/s needed | fusedrnn GFLOP/s | products as torch.mm ms | needed / torch.mm |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in data["results"]:
-        if r["dtype"] != "float32" or r["T"] != 100 or r["layers"] != 1 or r["bidirectional"]:
+        stack = (r["layers"], r["bidirectional"])
+        if r["dtype"] not in FULL.dtypes or r["T"] != FULL.T or stack not in FULL.stacks:
             continue
         goal = target(r["cell"], r["mode"], r["B"])
         flops = PRODUCTS[r["mode"]] * product_flops(r["cell"], r["T"], r["B"], r["H"])

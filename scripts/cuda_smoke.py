@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from conftest import CELLS, forward_and_grads, make_case, run  # noqa: E402
 
-from fusedrnn import functional, reference  # noqa: E402
+from fusedrnn import backends, functional, reference  # noqa: E402
 
 TOL = {torch.float32: 1e-4, torch.float16: 3e-2, torch.bfloat16: 3e-2}
 
@@ -37,7 +37,7 @@ def main(argv):
     layouts = [(False, False), (True, True)] if quick else list(itertools.product([False, True], repeat=2))
     for algorithm, (T, B, I, H), cell, dtype, (reverse, varlen) in itertools.product(
             algorithms, shapes, CELLS, dtypes, layouts):
-        os.environ["FUSEDRNN_ALGO"] = algorithm
+        backends.cuda.set_algorithm(algorithm)
         case = make_case(cell, T, B, I, H, reverse=reverse, varlen=varlen, seed=1)
         ref_case = case.with_tensors([t.detach().to(dtype).double() for t in case.tensors()])
         cuda_case = case.with_tensors([t.detach().to(dtype).cuda() for t in case.tensors()])

@@ -25,9 +25,9 @@ def test_cuda_part_built_when_detectable():
     assert fusedrnn.built_with_cuda() == detectable
     if detectable:
         # cudart linked and answers (a CUDA 13 toolkit reports 13000 and up)
-        assert fusedrnn._C.cuda_runtime_version() >= 11000
+        assert fusedrnn.backends.cuda.runtime_version() >= 11000
     else:
-        assert fusedrnn._C.cuda_runtime_version() == 0
+        assert fusedrnn.backends.cuda.runtime_version() == 0
 
 
 def test_cpu_only_build_imports_and_runs(tmp_path):

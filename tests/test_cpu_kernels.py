@@ -76,12 +76,12 @@ def lstm_pair(seed=0, hidden=40):
 
 
 def cache_stats():
-    return fusedrnn._C.cpu_weight_cache_stats()
+    return fusedrnn.backends.cpu.weight_cache_stats()
 
 
 def test_inference_reuses_packed_weights():
     theirs, ours, x = lstm_pair()
-    fusedrnn._C.clear_cpu_weight_cache()
+    fusedrnn.backends.cpu.clear_weight_cache()
     with torch.no_grad():
         first = ours(x)[0]
         after_first = cache_stats()
@@ -135,7 +135,7 @@ def test_inference_tensors_are_not_cached():
 
 
 def test_dead_weights_leave_the_cache():
-    fusedrnn._C.clear_cpu_weight_cache()
+    fusedrnn.backends.cpu.clear_weight_cache()
     _, ours, x = lstm_pair(seed=3)
     with torch.no_grad():
         ours(x)
@@ -210,7 +210,7 @@ def test_kernel_sigmoid_is_within_two_and_a_half_ulp(dtype, cpu_isa):
 
 
 def pool_stats():
-    return fusedrnn._C.cpu_scratch_pool_stats()
+    return fusedrnn.backends.cpu.scratch_pool_stats()
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -220,7 +220,7 @@ def test_stale_scratch_memory_is_never_read(cell):
     fresh inputs in that memory and must still match the reference exactly where it is finite."""
     case = make_case(cell, 64, 8, 64, 128, varlen=True, seed=5)  # float64: temporaries of 0.3-2 MB
     poisoned = case.with_tensors([torch.full_like(case.x, float("nan"))] + case.tensors()[1:])
-    fusedrnn._C.clear_cpu_scratch_pool()
+    fusedrnn.backends.cpu.clear_scratch_pool()
     outputs, grads = forward_and_grads(functional, poisoned)
     assert torch.isnan(outputs[0]).all() and torch.isnan(grads[3]).all()  # what goes back to the pool is NaN
     before = pool_stats()
@@ -233,7 +233,7 @@ def test_training_steps_reuse_scratch_memory():
     torch.manual_seed(6)
     ours = fusedrnn.LSTM(64, 128, num_layers=2)
     x = torch.randn(50, 8, 64)
-    fusedrnn._C.clear_cpu_scratch_pool()
+    fusedrnn.backends.cpu.clear_scratch_pool()
     grads = []
     for _ in range(3):
         ours.zero_grad()
@@ -247,7 +247,7 @@ def test_training_steps_reuse_scratch_memory():
     for a, b in zip(grads[0], grads[2]):
         assert torch.equal(a, b)
     assert pool_stats()["idle_bytes"] > 0
-    fusedrnn._C.clear_cpu_scratch_pool()
+    fusedrnn.backends.cpu.clear_scratch_pool()
     assert pool_stats()["idle_blocks"] == 0 and pool_stats()["idle_bytes"] == 0
 
 

@@ -36,7 +36,7 @@ def algorithm(request, monkeypatch):
 
 
 def algorithm_counts():
-    return fusedrnn._C.cuda_algorithm_counts()
+    return fusedrnn.backends.cuda.algorithm_counts()
 
 
 def assert_ran(algorithm, before, directions=("forward", "backward")):

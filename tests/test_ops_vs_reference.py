@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import CELLS, TOLERANCE, assert_close_relative, forward_and_grads, make_case, run
-from fusedrnn import functional, reference
+from fusedrnn import backends, functional, reference
 
 SIZES = list(itertools.product([1, 2, 7, 33], [1, 3, 8], [1, 5, 32, 67]))  # T, B, H
 FLAGS = list(itertools.product([True, False], [False, True], [False, True]))  # bias, reverse, varlen
@@ -116,17 +116,14 @@ def test_non_contiguous_inputs():
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_instruction_sets_agree(isa):
     """The vectorised kernels and the portable ones compute the same function (to rounding)."""
-    import fusedrnn
-    before = fusedrnn._C.cpu_isa()
-    if not fusedrnn._C.set_cpu_isa(isa):
+    if isa not in backends.cpu.supported_isas():
         pytest.skip(f"this CPU lacks {isa}")
-    try:
-        assert fusedrnn._C.cpu_isa() == isa
-        case = make_case("lstm", 9, 4, 5, 37, varlen=True, seed=14).to(torch.float32)
+    case = make_case("lstm", 9, 4, 5, 37, varlen=True, seed=14).to(torch.float32)
+    with backends.cpu.use_isa(isa):
+        assert backends.cpu.isa() == isa
         vectorised = forward_and_grads(functional, case)
-        assert fusedrnn._C.set_cpu_isa("default") and fusedrnn._C.cpu_isa() == "default"
+    with backends.cpu.use_isa("default"):
+        assert backends.cpu.isa() == "default"
         portable = forward_and_grads(functional, case)
-    finally:
-        fusedrnn._C.set_cpu_isa(before)
     for a, b in zip(vectorised[0] + vectorised[1], portable[0] + portable[1]):
         assert_close_relative(a, b, 1e-5)

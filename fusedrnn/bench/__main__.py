@@ -4,57 +4,43 @@ the same weights and inputs. Prints a table; --out DIR (or --json/--markdown/--p
 from __future__ import annotations
 
 import argparse
-import itertools
+import dataclasses
 import os
 import shlex
 import sys
 
 import torch
 
-from . import machine, report
-from .runner import Case, run_case
+import fusedrnn
 
-# (cells, dtypes, seq, batches, hiddens, stacks) per device and size; a stack is (layers, bidirectional)
-GRIDS = {
-    ("cpu", "quick"): (["lstm", "gru"], ["float32"], 32, [1, 16], [128], [(1, False)]),
-    ("cpu", "default"): (["lstm", "gru", "rnn"], ["float32"], 64, [1, 16, 64], [256], [(1, False)]),
-    ("cpu", "full"): (["lstm", "gru", "rnn"], ["float32"], 100, [1, 8, 64], [256, 512, 1024], [(1, False)]),
-    ("cuda", "quick"): (["lstm", "gru"], ["float32", "bfloat16"], 128, [1, 64], [256, 1024], [(1, False)]),
-    ("cuda", "default"): (["lstm", "gru"], ["float32", "bfloat16"], 128, [1, 8, 64, 256], [256, 1024],
-                          [(1, False)]),
-    ("cuda", "full"): (["lstm", "gru", "rnn"], ["float32", "bfloat16", "float16"], 128, [1, 8, 64, 256],
-                       [256, 1024], [(1, False)]),
-}
-# extra stacked cases: 2-layer bidirectional at one batch and size
-STACKED = {"cpu": (16, 256), "cuda": (64, 512)}
+from . import machine, report
+from .grid import GRIDS, MEMORY
+from .runner import Case, run_case
 
 
 def parse_list(text, kind=str):
-    return [kind(v) for v in text.split(",")] if text else None
+    return tuple(kind(v) for v in text.split(",")) if text else None
 
 
 def build_cases(args) -> list[Case]:
     size = "quick" if args.quick else "full" if args.full else "default"
-    cells, dtypes, seq, batches, hiddens, stacks = GRIDS[(args.device, size)]
-    cells = parse_list(args.cells) or cells
-    dtypes = parse_list(args.dtypes) or dtypes
-    seq = args.seq or seq
-    batches = parse_list(args.batch, int) or batches
-    hiddens = parse_list(args.hidden, int) or hiddens
-    modes = parse_list(args.mode) or ["inference", "training"]
+    grid = GRIDS[args.device][size]
+    grid = dataclasses.replace(grid, cells=parse_list(args.cells) or grid.cells,
+                               dtypes=parse_list(args.dtypes) or grid.dtypes, T=args.seq or grid.T,
+                               batches=parse_list(args.batch, int) or grid.batches,
+                               hiddens=parse_list(args.hidden, int) or grid.hiddens,
+                               modes=parse_list(args.mode) or grid.modes)
     if args.layers or args.bidirectional:
-        stacks = [(args.layers or 1, args.bidirectional)]
-    cases = [Case(c, d, seq, b, h, layers, bi, m, args.device)
-             for c, d, (layers, bi), h, b, m in itertools.product(cells, dtypes, stacks, hiddens, batches, modes)]
-    if not (args.quick or args.layers or args.bidirectional or args.batch or args.hidden):
-        b, h = STACKED[args.device]
-        cases += [Case(c, dtypes[0], seq, b, h, 2, True, m, args.device) for c in cells for m in modes]
-    return cases
+        grid = dataclasses.replace(grid, stacks=((args.layers or 1, args.bidirectional),))
+    # Picking sizes or stacks asks for those cases only: no extra stacked ones.
+    if args.layers or args.bidirectional or args.batch or args.hidden:
+        grid = dataclasses.replace(grid, stacked_at=None)
+    return grid.cases(args.device)
 
 
 def memory_cases(args) -> list[Case]:
-    """Peak memory of training forward + backward at T=512 (DESIGN.md: memory linear in T)."""
-    return [Case(c, "float32", 512, 16, 256, 1, False, "training", args.device) for c in ("lstm", "gru")]
+    """Peak memory of training forward + backward at T=512 (grid.MEMORY)."""
+    return MEMORY.cases(args.device)
 
 
 def progress(items, desc):
@@ -77,7 +63,8 @@ def main(argv=None):
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--mode", help="comma-separated: inference, training")
     parser.add_argument("--quick", action="store_true", help="a small grid (seconds)")
-    parser.add_argument("--full", action="store_true", help="the full grid of DESIGN.md section 7")
+    parser.add_argument("--full", action="store_true",
+                        help="the full grid (CPU: more sizes; CUDA: also rnn and float16)")
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians), at least")
     parser.add_argument("--min-seconds", type=float, help="repeat until each side has run about this long "
                         "(at most 500 repetitions; default 1 on the CPU, 0 on CUDA and with --quick)")
@@ -90,7 +77,7 @@ def main(argv=None):
     parser.add_argument("--plot", help="write the PNG plot here (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.algo:
-        os.environ["FUSEDRNN_ALGO"] = args.algo
+        fusedrnn.backends.cuda.set_algorithm(args.algo)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
 

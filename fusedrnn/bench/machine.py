@@ -29,7 +29,7 @@ def describe(device: str) -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "fusedrnn_cpu_isa": fusedrnn._C.cpu_isa(),
+        "fusedrnn_cpu_isa": fusedrnn.backends.cpu.isa(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "fusedrnn": fusedrnn.__version__,
@@ -43,8 +43,8 @@ def describe(device: str) -> dict:
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "sm_count": torch.cuda.get_device_properties().multi_processor_count,
-            "grid_barrier_us": round(fusedrnn._C.cuda_barrier_microseconds(2000), 3),
-            "fusedrnn_algo": os.environ.get("FUSEDRNN_ALGO", "auto"),
+            "grid_barrier_us": round(fusedrnn.backends.cuda.barrier_microseconds(2000), 3),
+            "fusedrnn_algo": fusedrnn.backends.cuda.algorithm(),
         })
     return info
 

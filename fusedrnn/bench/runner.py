@@ -1,9 +1,9 @@
 """One benchmark case: a torch.nn layer stack and its fused twin (same weights, same inputs), timed side by
 side, with peak memory and the largest difference between their outputs.
 
-Method (DESIGN.md section 7): warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so
-that both sides see the same machine state; medians. CPU: perf_counter. CUDA: CUDA events around each
-call, and the same step captured in a CUDA graph and replayed, for both sides.
+Method: warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so that both sides see the
+same machine state; medians. CPU: perf_counter. CUDA: CUDA events around each call, and the same step
+captured in a CUDA graph and replayed, for both sides.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _peak_rss_growth(fn) -> float | None:
         _libc = _libc or ctypes.CDLL("libc.so.6")
         # Hand freed memory back (malloc's, and the idle buffers fusedrnn keeps for its next call), so
         # that the call's own allocations show.
-        fusedrnn._C.clear_cpu_scratch_pool()
+        fusedrnn.backends.cpu.clear_scratch_pool()
         _libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
@@ -172,10 +172,10 @@ def peak_memory_mb(step, device) -> float | None:
 
 def algorithm_of(step) -> str:
     """Which CUDA algorithm one call of the fused step ran: step, persistent, or mixed."""
-    before = fusedrnn._C.cuda_algorithm_counts()
+    before = fusedrnn.backends.cuda.algorithm_counts()
     step()
     torch.cuda.synchronize()
-    after = fusedrnn._C.cuda_algorithm_counts()
+    after = fusedrnn.backends.cuda.algorithm_counts()
     ran = {key.split("_")[1] for key in after if after[key] > before[key]}
     return ran.pop() if len(ran) == 1 else "mixed"
 
