@@ -1,4 +1,4 @@
-"""Issue 7's CPU targets checked against a bench result, with the GEMM floor of every missed point.
+"""The project's CPU speed targets checked against a bench result, with the GEMM floor of every missed point.
 
 Reads the JSON of `python -m fusedrnn.bench --device cpu --full` and, for each point of the full CPU
 grid's one-layer product (float32, T=100: fusedrnn/bench/grid.py), prints the target speed-up over
@@ -20,7 +20,7 @@ from fusedrnn.bench.grid import GRIDS
 
 FULL = GRIDS["cpu"]["full"]
 
-# Issue 7: LSTM >= 1.0x everywhere; GRU and RNN >= 1.5x inference and >= 3x training at B <= 8,
+# The targets: LSTM >= 1.0x everywhere; GRU and RNN >= 1.5x inference and >= 3x training at B <= 8,
 # >= 1.2x elsewhere.
 
 

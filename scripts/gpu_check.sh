@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On a GPU host (torch with CUDA, nvcc, compute-sanitizer; no internet), in one go:
 # build with MAX_JOBS=16, run the CUDA tests (both algorithms), compute-sanitizer (memcheck + racecheck)
-# over every kernel, the side-by-side benchmark of the persistent-kernels issue against torch.nn
-# (cuDNN), and a summary table at the end. Each phase has a time limit so that the summary always
-# prints. Logs go to $OUT (the device tool's folder) or /tmp/gpu_check.
+# over every kernel, the side-by-side CUDA benchmark grid against torch.nn (cuDNN), and a summary
+# table at the end. Each phase has a time limit so that the summary always prints. Logs go to $OUT
+# (the device tool's folder) or /tmp/gpu_check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-/tmp/gpu_check}
