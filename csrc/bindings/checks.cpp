@@ -141,8 +141,4 @@ Activation parse_nonlinearity(const char* op, const std::string& nonlinearity) {
   TORCH_CHECK_VALUE(false, "fusedrnn.", op, ": nonlinearity must be 'tanh' or 'relu', got '", nonlinearity, "'");
 }
 
-at::ScalarType accumulate_dtype(at::ScalarType dtype) {
-  return (dtype == at::kHalf || dtype == at::kBFloat16) ? at::kFloat : dtype;
-}
-
 }  // namespace fusedrnn

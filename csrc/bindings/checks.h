@@ -26,7 +26,4 @@ void check_backward_inputs(const char* op, const LayerShape& shape, const at::Te
 
 Activation parse_nonlinearity(const char* op, const std::string& nonlinearity);
 
-// float32 for half/bfloat16 (kernels accumulate in it), else the dtype itself.
-at::ScalarType accumulate_dtype(at::ScalarType dtype);
-
 }  // namespace fusedrnn

@@ -15,11 +15,6 @@ namespace {
 
 using at::Tensor;
 
-// float32 for half/bfloat16 (the kernels compute in it), else the dtype itself.
-at::ScalarType compute_dtype(at::ScalarType dtype) {
-  return (dtype == at::kHalf || dtype == at::kBFloat16) ? at::kFloat : dtype;
-}
-
 // Brings every tensor to the compute dtype, contiguous.
 struct ToCompute {
   at::ScalarType dtype;
@@ -50,7 +45,7 @@ struct Layer {
 };
 
 Layer compute_layer(const LayerInputs& in) {
-  const ToCompute to{compute_dtype(in.x.scalar_type())};
+  const ToCompute to{accumulate_dtype(in.x.scalar_type())};
   return {as_packed(to(in.x), in.shape),
           to(in.h0),
           in.c0.has_value() ? to(*in.c0) : Tensor(),
@@ -208,7 +203,7 @@ LayerOutputs forward(const LayerInputs& in, bool training) {
 LayerGrads backward(const LayerInputs& in, const LayerGradInputs& grads) {
   const Layer l = compute_layer(in);
   const LayerShape& s = in.shape;
-  const ToCompute to{compute_dtype(in.x.scalar_type())};
+  const ToCompute to{accumulate_dtype(in.x.scalar_type())};
   const Tensor grad_y = as_packed(to(grads.grad_y), s), grad_hn = to(grads.grad_hn);
   const Tensor grad_cn = grads.grad_cn.has_value() ? to(*grads.grad_cn) : Tensor();
   const Tensor y = as_packed(to(grads.y), s), workspace = grads.workspace.contiguous();

@@ -16,6 +16,11 @@ namespace fusedrnn {
 
 using OptTensor = std::optional<at::Tensor>;
 
+// float32 for half/bfloat16 (the kernels accumulate and keep their workspace in it), else the dtype.
+inline at::ScalarType accumulate_dtype(at::ScalarType dtype) {
+  return (dtype == at::kHalf || dtype == at::kBFloat16) ? at::kFloat : dtype;
+}
+
 struct LayerShape {
   int64_t T, B, N, I, H, P;  // steps, batch, packed rows, input, hidden, output (proj or hidden) sizes
   bool packed;               // batch_sizes given: x is [N, I], else [T, B, I]
