@@ -6,6 +6,7 @@ Build against the installed torch: pip install --no-build-isolation .
 """
 
 import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -72,6 +73,18 @@ def sources(pattern):
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
 
 
+def write_build_info(with_cuda):
+    """fusedrnn/_build_info.py: what this build compiled (git revision, source digests) and against which
+    torch, so that benchmark results can name the build that produced them."""
+    spec = importlib.util.spec_from_file_location("fusedrnn_sources", os.path.join(HERE, "fusedrnn", "_sources.py"))
+    sources_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sources_module)
+    info = sources_module.describe(HERE)
+    info.update(torch=torch.__version__, torch_cuda=torch.version.cuda if with_cuda else None, with_cuda=with_cuda)
+    with open(os.path.join(HERE, "fusedrnn", "_build_info.py"), "w") as f:
+        f.write('"""Written by setup.py when fusedrnn was built; not in git."""\n\nBUILD = ' + repr(info) + "\n")
+
+
 def extension():
     # -fopenmp: at::parallel_for is a header template whose "#pragma omp parallel" is compiled here;
     # without the flag it silently runs on one thread. Linking resolves to torch's own libgomp.so.1.
@@ -81,7 +94,9 @@ def extension():
     common = (sources("csrc/*.cpp") + sources("csrc/sequence/*.cpp") + sources("csrc/cpu/*.cpp")
               + sources("csrc/bindings/*.cpp"))
     include_dirs = [os.path.join(HERE, "csrc")]
-    if not want_cuda():
+    with_cuda = want_cuda()
+    write_build_info(with_cuda)
+    if not with_cuda:
         print("fusedrnn: building the CPU ops only", flush=True)
         cpu_only = [s for s in common if s != os.path.join("csrc", "bindings", "cuda.cpp")]
         return CppExtension(
@@ -95,10 +110,10 @@ def extension():
           flush=True)
     cuda_includes, cuda_libs = pip_cuda_dirs()
     define = ["-DFUSEDRNN_WITH_CUDA"]
-    with_cuda = [s for s in common if os.path.basename(s) != "no_cuda.cpp"]
+    cuda_common = [s for s in common if os.path.basename(s) != "no_cuda.cpp"]
     return CUDAExtension(
         "fusedrnn._C",
-        with_cuda + sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu"),
+        cuda_common + sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu"),
         include_dirs=include_dirs + cuda_includes,
         library_dirs=cuda_libs,
         extra_link_args=link_flags,

@@ -60,5 +60,6 @@ echo "| memcheck | $memcheck |"
 echo "| racecheck | $racecheck |"
 echo "| benchmark | $bench |"
 head -1 "$LOGS/bench.log" 2> /dev/null
-grep "^|" "$LOGS/bench.log" 2>/dev/null | cut -d'|' -f2,3,5,6,7,8,11,14-16 | sed 's/inference/inf/; s/training/train/; s/bfloat16/bf16/; s/float32/fp32/; s/persistent/pers/' 
+[ -f "$LOGS/bench/cuda.json" ] && $PY -m fusedrnn.bench.report "$LOGS/bench/cuda.json" \
+  | sed 's/inference/inf/; s/training/train/; s/bfloat16/bf16/; s/float32/fp32/; s/persistent/pers/' 
 [ "$build" = ok ] && ! grep -qE "[0-9]+ failed" "$LOGS/pytest_cuda.log"

@@ -1,26 +1,44 @@
-"""The benchmark CLI runs and writes its table, JSON, Markdown and plot."""
+"""The benchmark itself: the CLI writes its outputs; each side runs in the mode a user runs it in; cold
+memory starts from empty caches; training rows compare gradients; committed results name their build
+and are marked stale once the kernels they measured have changed."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import pytest
+import torch
+
+import fusedrnn
+from fusedrnn import _sources
+from fusedrnn.bench import runner
+from fusedrnn.bench.runner import Case
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
 def test_quick_benchmark_writes_its_outputs(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     run = subprocess.run([sys.executable, "-m", "fusedrnn.bench", "--quick", "--device", "cpu", "--repeats", "2",
-                          "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+                          "--out", str(tmp_path)], check=False, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| lstm | float32 | 32 | 16 | 128 |" in run.stdout
     data = json.loads((tmp_path / "cpu.json").read_text())
     assert data["machine"]["device"] == "cpu" and data["machine"]["torch_threads"] >= 1
+    assert data["machine"]["build"]["source_digest"]["cpu"] == _sources.source_digest("cpu")
     assert len(data["results"]) == 8
     for r in data["results"]:
         assert r["torch_ms"] > 0 and r["fused_ms"] > 0 and r["speedup"] > 0
-        assert r["max_abs_err"] < 1e-4  # both sides computed the same function
-    assert "| cell |" in (tmp_path / "cpu.md").read_text()
+        assert r["torch_first_ms"] > 0 and r["fused_first_ms"] > 0
+        assert r["torch_cold_peak_mb"] is not None and r["fused_steady_peak_mb"] is not None
+        assert r["max_rel_err"] < 1e-5  # both sides computed the same function
+        assert r["worst_tensor"].endswith("grad") or r["mode"] == "inference"
+    report = (tmp_path / "cpu.md").read_text()
+    assert "| cell |" in report and "eval mode" in report
+    assert f"cpu kernel sources {_sources.source_digest('cpu')}" in report
     png = (tmp_path / "cpu.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
@@ -31,3 +49,94 @@ def test_timed_repeats_fill_the_minimum_time():
     assert timed_repeats(500.0, 10, 1.0) == 10  # never fewer than asked
     assert timed_repeats(0.01, 10, 1.0) == 500  # capped
     assert timed_repeats(5.0, 10, 0.0) == 10
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_both_sides_run_in_the_cases_mode(monkeypatch, mode):
+    """Inference: both modules in eval mode without grad; training: both in train mode with grad."""
+    seen = {"torch": set(), "fused": set()}
+
+    def recording_pair(case):
+        plain, fused, x = build_pair(case)
+        for name, module in (("torch", plain), ("fused", fused)):
+            module.register_forward_pre_hook(
+                lambda m, args, name=name: seen[name].add((m.training, torch.is_grad_enabled())))
+        return plain, fused, x
+
+    build_pair = runner.build_pair
+    monkeypatch.setattr(runner, "build_pair", recording_pair)
+    runner.run_case(Case("gru", "float32", 3, 2, 8, mode=mode), repeats=2, warmup=1, first_calls=1)
+    # compare() runs inference without grad and training with it, so each side sees one combination.
+    expected = {(False, False)} if mode == "inference" else {(True, True)}
+    assert seen == {"torch": expected, "fused": expected}
+
+
+def test_cold_peak_is_measured_from_empty_caches():
+    """The cold measurement starts with fusedrnn's packed-weight cache and scratch pool empty, so a cached
+    inference call's packing counts; the steady one starts from the warm cache."""
+    _plain, fused, x = runner.build_pair(Case("lstm", "float32", 4, 1, 512))
+    step = runner.make_step(fused, x, "inference")
+    cache, pool = fusedrnn.backends.cpu.weight_cache_stats, fusedrnn.backends.cpu.scratch_pool_stats
+    at_start = []
+
+    def probed():
+        at_start.append((cache()["entries"], pool()["idle_bytes"]))
+        step()
+
+    step()  # fill the cache, as the error comparison and warm-up do
+    assert cache()["entries"] > 0
+    cold = runner.peak_memory_mb(probed, "cpu", cold=True)
+    assert at_start[-1] == (0, 0) and cache()["entries"] > 0
+    steady = runner.peak_memory_mb(probed, "cpu", cold=False)
+    assert at_start[-1][0] > 0
+    # W_hh packed is 4H x H float32 = 4 MB; the cold call allocates it, the steady one reuses it.
+    assert cold - steady > 2.0, (cold, steady)
+
+
+def test_training_error_compares_every_gradient():
+    plain, fused, x = runner.build_pair(Case("lstm", "float32", 5, 3, 6, layers=2, bidirectional=True,
+                                             mode="training"))
+    errors = runner.compare(plain, fused, x, "training")
+    params = [f"{name} grad" for name, _ in plain.named_parameters()]
+    assert set(errors) == {"output", "state 0", "state 1", "input grad", *params}
+    assert max(errors.values()) < 1e-5
+    assert all(p.grad is None for p in fused.parameters())  # compare() leaves no gradients behind
+
+    # A gradient off by 1% shows in the error column, although every output still agrees.
+    fused.weight_hh_l1_reverse.register_hook(lambda g: g * 1.01)
+    errors = runner.compare(plain, fused, x, "training")
+    assert errors["output"] < 1e-5
+    assert max(errors, key=errors.get) == "weight_hh_l1_reverse grad"
+    assert errors["weight_hh_l1_reverse grad"] == pytest.approx(0.01, rel=0.01)
+
+    inference = runner.compare(plain.eval(), fused.eval(), x, "inference")
+    assert set(inference) == {"output", "state 0", "state 1"}
+
+
+def read_result(name):
+    with open(os.path.join(RESULTS, name)) as f:
+        return f.read()
+
+
+# The committed reports `python -m fusedrnn.bench` wrote: benchmarks/results/<device>*.md.
+REPORTS = [name for name in sorted(os.listdir(RESULTS)) if name.endswith(".md") and name.startswith(("cpu", "cuda"))
+           and read_result(name).startswith("# fusedrnn vs torch.nn")]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_committed_results_match_the_kernels_or_say_stale(name):
+    """A report names the build that produced it; once its device's kernel sources change, it carries a
+    '- stale:' line until re-measured."""
+    text = read_result(name)
+    device = "cuda" if name.startswith("cuda") else "cpu"
+    measured = re.search(rf"^- build: .*\b{device} kernel sources ([0-9a-f]{{16}})", text, re.MULTILINE)
+    current = _sources.source_digest(device)
+    if measured and measured.group(1) == current:
+        return
+    assert re.search(r"^- stale: ", text, re.MULTILINE), (
+        f"benchmarks/results/{name} was measured on other {device} kernel sources than the tree's "
+        f"({measured.group(1) if measured else 'unrecorded'} vs {current}): re-run the benchmark, or add a "
+        "'- stale: ...' line saying what changed since")
+    if device == "cuda":
+        with open(os.path.join(ROOT, "README.md")) as f:
+            assert "not re-measured since" in f.read(), "README: say the CUDA results predate the kernels"

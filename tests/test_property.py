@@ -2,6 +2,8 @@
 dtype; the fused modules against torch.nn and the fused layer against the reference, forward and every
 gradient."""
 
+import os
+
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -11,7 +13,10 @@ from conftest import assert_close_relative, forward_and_grads, make_case
 from hypothesis import HealthCheck, given, settings  # a test tool the Makefile installs: no silent skip
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,
+# The same 500 examples per property on every run (CI must not depend on luck);
+# FUSEDRNN_HYPOTHESIS=random draws fresh ones (pytest --hypothesis-seed=N repeats such a run).
+SETTINGS = settings(max_examples=500, deadline=None,
+                    derandomize=os.environ.get("FUSEDRNN_HYPOTHESIS", "fixed") != "random",
                     suppress_health_check=[HealthCheck.too_slow])
 CELLS = ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"]
 

@@ -92,7 +92,8 @@ def main(argv=None):
     results = [run_case(case, repeats=args.repeats, min_seconds=min_seconds)
                for case in progress(build_cases(args), "benchmark")]
     memory = [] if args.no_memory or args.quick else [
-        run_case(case, repeats=1, warmup=1) for case in progress(memory_cases(args), "memory (T=512)")]
+        run_case(case, repeats=1, warmup=1, first_calls=1)
+        for case in progress(memory_cases(args), "memory (T=512)")]
 
     print()
     print(report.markdown_table(results))
@@ -108,7 +109,7 @@ def main(argv=None):
     if paths["json"]:
         report.write_json(paths["json"], info, command, results, memory)
     if paths["markdown"]:
-        report.write_markdown(paths["markdown"], line, command, results, memory, min_seconds)
+        report.write_markdown(paths["markdown"], info, command, results, memory, min_seconds)
     if paths["plot"] and not report.write_plot(paths["plot"], line, results):
         print("matplotlib is not installed: no plot written", file=sys.stderr)
     written = [p for p in paths.values() if p and os.path.exists(p)]

@@ -9,6 +9,16 @@ import platform
 import torch
 
 import fusedrnn
+from fusedrnn import _sources
+
+
+def build_info() -> dict | None:
+    """What setup.py recorded when it built the extension (fusedrnn/_build_info.py); None without it."""
+    try:
+        from fusedrnn._build_info import BUILD
+    except ImportError:
+        return None
+    return dict(BUILD)
 
 
 def cpu_model() -> str:
@@ -34,6 +44,9 @@ def describe(device: str) -> dict:
         "torch": torch.__version__,
         "fusedrnn": fusedrnn.__version__,
         "fusedrnn_built_with_cuda": fusedrnn.built_with_cuda(),
+        "build": build_info(),
+        # The sources in the tree now: they differ from the build's when the extension was not rebuilt.
+        "tree_source_digest": {d: _sources.source_digest(d) for d in ("cpu", "cuda")},
     }
     if device == "cuda":
         info.update({
@@ -56,3 +69,20 @@ def headline(info: dict) -> str:
                 f"grid barrier {info['grid_barrier_us']} us; {info['date']}")
     return (f"{info['cpu']}, {info['torch_threads']} threads, fusedrnn CPU passes: {info['fusedrnn_cpu_isa']}, "
             f"torch {info['torch']}; {info['date']}")
+
+
+def build_line(info: dict, device: str) -> str:
+    """Which build produced the results: git revision, the digest of the device's kernel sources, and
+    which kernels ran (CPU: one instruction set for every row; CUDA: the table's algorithm column)."""
+    build = info.get("build")
+    if not build:
+        return "unknown (fusedrnn/_build_info.py missing: built before setup.py recorded it)"
+    revision = (build["git_revision"] or "unknown")[:12]
+    state = {True: " with uncommitted changes", False: "", None: ""}[build["git_dirty"]]
+    line = (f"fusedrnn {info['fusedrnn']} at git {revision}{state}, {device} kernel sources "
+            f"{build['source_digest'][device]}, built against torch {build['torch']}")
+    if info.get("tree_source_digest", {}).get(device) not in (None, build["source_digest"][device]):
+        line += " (WARNING: the tree's sources differ from the build's: rebuild)"
+    if device == "cpu":
+        return line + f"; every row ran the {info['fusedrnn_cpu_isa']} CPU kernels"
+    return line + f"; FUSEDRNN_ALGO={info['fusedrnn_algo']}, the algorithm each row ran is in its row"

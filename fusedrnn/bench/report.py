@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from . import machine
+
 
 def _ms(v):
     return "n/a" if v is None else f"{v:.2f}"
@@ -13,23 +15,31 @@ def _mb(v):
     return "n/a" if v is None else f"{v:.1f}"
 
 
+def _x(v):
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
 def markdown_table(results) -> str:
     gpu = any(r.case.device == "cuda" for r in results)
     head = ["cell", "dtype", "T", "B", "H", "layers", "mode", "torch.nn ms", "fusedrnn ms", "speed-up"]
     if gpu:
         head += ["torch.nn graph ms", "fusedrnn graph ms", "graph speed-up", "fusedrnn graph us/step", "algorithm"]
-    head += ["torch.nn peak MB", "fusedrnn peak MB", "max abs err"]
+    else:
+        head += ["torch.nn first ms", "fusedrnn first ms", "first speed-up"]
+    head += ["torch.nn peak MB cold", "fusedrnn peak MB cold", "torch.nn peak MB steady", "fusedrnn peak MB steady",
+             "max rel err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         c = r.case
         row = [c.cell, c.dtype, str(c.T), str(c.B), str(c.H), f"{c.layers}{' bi' if c.bidirectional else ''}",
-               c.mode, _ms(r.torch_ms), _ms(r.fused_ms), f"{r.speedup:.2f}x"]
+               c.mode, _ms(r.torch_ms), _ms(r.fused_ms), _x(r.speedup)]
         if gpu:
-            gs = r.graph_speedup
             per_step = "n/a" if r.fused_graph_ms is None else f"{r.fused_graph_ms * 1e3 / c.T:.2f}"
-            row += [_ms(r.torch_graph_ms), _ms(r.fused_graph_ms), "n/a" if gs is None else f"{gs:.2f}x", per_step,
-                    r.algorithm or "n/a"]
-        row += [_mb(r.torch_peak_mb), _mb(r.fused_peak_mb), f"{r.max_abs_err:.1e}"]
+            row += [_ms(r.torch_graph_ms), _ms(r.fused_graph_ms), _x(r.graph_speedup), per_step, r.algorithm or "n/a"]
+        else:
+            row += [_ms(r.torch_first_ms), _ms(r.fused_first_ms), _x(r.first_speedup)]
+        row += [_mb(r.torch_cold_peak_mb), _mb(r.fused_cold_peak_mb), _mb(r.torch_steady_peak_mb),
+                _mb(r.fused_steady_peak_mb), f"{r.max_rel_err:.1e}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -40,12 +50,38 @@ def write_json(path, machine, command, results, memory_results) -> None:
                    "memory": [r.to_dict() for r in memory_results]}, f, indent=1)
 
 
-def write_markdown(path, machine_line, command, results, memory_results, min_seconds=0.0) -> None:
+def method_lines(device: str, min_seconds: float = 0.0) -> list[str]:
+    """What each column means, for the report's header."""
     repeats = f" until each side ran ~{min_seconds:g} s (10-500 calls)" if min_seconds > 0 else ""
+    lines = [
+        ("modes: inference = both modules in eval mode under no_grad; training = both in train mode, forward "
+         "+ backward of the output's sum"),
+        (f"time: same weights and inputs, warm-up, interleaved repetitions{repeats}, medians (steady state: "
+         "fusedrnn's CPU inference reuses its packed weights)"),
+        ("peak MB cold: memory one call adds right after fusedrnn's packed-weight cache and scratch pool are "
+         "emptied and freed memory is handed back (what a first call needs); steady: one call after warm-up, "
+         "caches kept (fusedrnn's packed weights and idle scratch stay resident between calls and are not "
+         "counted there)"),
+        ("max rel err: max |fusedrnn - torch.nn| / max |torch.nn| per tensor, the largest over the output and "
+         "final states (inference) and also the input's and every weight's gradient for a random output "
+         "gradient (training)"),
+    ]
+    if device == "cpu":
+        lines.insert(2, "first ms: one call right after the caches are emptied (packing and first touch "
+                        "included), median of 3, alternating sides")
+    else:
+        lines.insert(2, "graph: each side captured in a CUDA graph and replayed; algorithm: what the fused "
+                        "call ran (from fusedrnn.backends.cuda.algorithm_counts())")
+    return lines
+
+
+def write_markdown(path, info, command, results, memory_results, min_seconds=0.0) -> None:
+    device = info["device"]
+    header = [f"machine: {machine.headline(info)}", f"build: {machine.build_line(info, device)}",
+              f"command: `{command}`"]
     with open(path, "w") as f:
-        f.write(f"# fusedrnn vs torch.nn\n\n- machine: {machine_line}\n- command: `{command}`\n"
-                f"- method: same weights and inputs, warm-up, interleaved repetitions{repeats}, medians; "
-                "training = forward + backward of the output's sum\n\n")
+        f.write("# fusedrnn vs torch.nn\n\n")
+        f.write("".join(f"- {line}\n" for line in header + method_lines(device, min_seconds)) + "\n")
         f.write(markdown_table(results) + "\n")
         if memory_results:
             f.write("\n## Peak memory, training forward + backward at T=512\n\n")
@@ -92,3 +128,26 @@ def write_plot(path, machine_line, results) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+SUMMARY = (("cell", "cell"), ("dtype", "dtype"), ("B", "B"), ("H", "H"), ("layers", "layers"), ("mode", "mode"),
+           ("torch_ms", "torch.nn ms"), ("fused_ms", "fused ms"), ("speedup", "x"), ("graph_speedup", "graph x"),
+           ("algorithm", "algorithm"), ("max_rel_err", "rel err"))
+
+
+def summary(path) -> str:
+    """A narrow table of a JSON result file: the columns a terminal summary needs."""
+    with open(path) as f:
+        data = json.load(f)
+
+    def cell(v):
+        return "n/a" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(title for _, title in SUMMARY) + " |", "|" + "---|" * len(SUMMARY)]
+    lines += ["| " + " | ".join(cell(r.get(key)) for key, _ in SUMMARY) + " |" for r in data["results"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    print(summary(sys.argv[1]))

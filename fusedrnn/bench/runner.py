@@ -1,9 +1,12 @@
-"""One benchmark case: a torch.nn layer stack and its fused twin (same weights, same inputs), timed side by
-side, with peak memory and the largest difference between their outputs.
+"""One benchmark case: a torch.nn layer stack and its fused twin (same weights, same inputs, both in eval
+mode for inference and train mode for training), timed side by side, with peak memory from a cold and a
+warm state and the largest relative difference between what they compute (outputs; gradients too in
+training).
 
-Method: warm-up, then interleaved repetitions (torch.nn, fused, torch.nn, ...) so that both sides see the
-same machine state; medians. CPU: perf_counter. CUDA: CUDA events around each call, and the same step
-captured in a CUDA graph and replayed, for both sides.
+Method: the first call after the caches are emptied (CPU), then warm-up and interleaved repetitions
+(torch.nn, fused, torch.nn, ...) so that both sides see the same machine state; medians. CPU:
+perf_counter. CUDA: CUDA events around each call, and the same step captured in a CUDA graph and
+replayed, for both sides.
 """
 
 from __future__ import annotations
@@ -41,18 +44,29 @@ class Case:
 @dataclasses.dataclass
 class Result:
     case: Case
-    torch_ms: float
+    torch_ms: float  # steady state: median of the timed repetitions after warm-up
     fused_ms: float
+    torch_first_ms: float | None  # CPU: a call right after reset_caches() (median of a few); None on CUDA
+    fused_first_ms: float | None
     torch_graph_ms: float | None  # CUDA-graph replay (GPU only; None where capture failed)
     fused_graph_ms: float | None
-    torch_peak_mb: float | None
-    fused_peak_mb: float | None
-    max_abs_err: float
+    torch_cold_peak_mb: float | None  # peak memory of one call after reset_caches()
+    fused_cold_peak_mb: float | None
+    torch_steady_peak_mb: float | None  # peak memory of one call after warm-up, caches kept
+    fused_steady_peak_mb: float | None
+    max_rel_err: float  # see compare(): output (inference) or output, dx and weight gradients (training)
+    worst_tensor: str  # where max_rel_err was found
     algorithm: str | None = None  # CUDA: which fused algorithm ran (step, persistent or mixed)
 
     @property
     def speedup(self) -> float:
         return self.torch_ms / self.fused_ms
+
+    @property
+    def first_speedup(self) -> float | None:
+        if self.torch_first_ms is None or self.fused_first_ms is None:
+            return None
+        return self.torch_first_ms / self.fused_first_ms
 
     @property
     def graph_speedup(self) -> float | None:
@@ -64,17 +78,23 @@ class Result:
         d = dataclasses.asdict(self)
         d.update(d.pop("case"))
         d["speedup"] = self.speedup
+        d["first_speedup"] = self.first_speedup
         d["graph_speedup"] = self.graph_speedup
         return d
 
 
 def build_pair(case: Case):
-    """The torch.nn stack and its fused copy, plus the input."""
+    """The torch.nn stack and its fused copy, plus the input. Both modules are in the mode a user runs
+    them in: eval for inference (torch.nn passes `training` on to cuDNN, which otherwise runs its
+    training forward and keeps a reserve for backward), train for training."""
     torch.manual_seed(0)
     dtype = getattr(torch, case.dtype)
     plain = MODULES[case.cell](case.H, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
                                dtype=dtype, device=case.device)
     fused = fusedrnn.convert(plain)
+    training = case.mode == "training"
+    plain.train(training)
+    fused.train(training)
     g = torch.Generator(device=case.device).manual_seed(1)
     x = torch.randn(case.T, case.B, case.H, generator=g, dtype=dtype, device=case.device)
     return plain, fused, x
@@ -94,6 +114,50 @@ def make_step(module, x, mode):
             out.float().sum().backward()
             return out
     return step
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected|, in float64."""
+    actual, expected = actual.detach().double(), expected.detach().double()
+    scale = expected.abs().max().item()
+    return (actual - expected).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
+def compare(plain, fused, x, mode) -> dict[str, float]:
+    """The relative error (relative_error) of each tensor the fused side computes, against torch.nn.
+    Inference: the output and the final states. Training: also the input's gradient and every weight's,
+    from one backward of a random output gradient (the same on both sides). Leaves no gradients behind."""
+    def run(module):
+        x_leaf = x.detach().requires_grad_(mode == "training")
+        with torch.set_grad_enabled(mode == "training"):
+            out, state = module(x_leaf)
+        found = {"output": out}
+        for i, s in enumerate(state if isinstance(state, tuple) else (state,)):
+            found[f"state {i}"] = s
+        if mode == "training":
+            g = torch.Generator(device=x.device).manual_seed(2)
+            grad = torch.randn(out.shape, generator=g, dtype=out.dtype, device=out.device)
+            out.backward(grad)
+            found["input grad"] = x_leaf.grad
+            for name, p in module.named_parameters():
+                found[f"{name} grad"] = p.grad
+            module.zero_grad(set_to_none=True)
+        return found
+
+    expected, actual = run(plain), run(fused)
+    return {name: relative_error(actual[name], expected[name]) for name in expected}
+
+
+def reset_caches(device: str) -> None:
+    """The state a first call sees: fusedrnn's packed-weight cache and scratch pool emptied, freed
+    memory handed back (malloc on the CPU, the caching allocator on CUDA)."""
+    fusedrnn.backends.cpu.clear_weight_cache()
+    fusedrnn.backends.cpu.clear_scratch_pool()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    else:
+        _malloc_trim()
 
 
 def _time_cpu(fn) -> float:
@@ -132,33 +196,44 @@ def _graph_of(step):
 _libc = None
 
 
-def _peak_rss_growth(fn) -> float | None:
-    """CPU: growth of the process's peak resident memory over one call, in bytes (Linux only)."""
+def _malloc_trim() -> None:
     global _libc
     try:
         _libc = _libc or ctypes.CDLL("libc.so.6")
-        # Hand freed memory back (malloc's, and the idle buffers fusedrnn keeps for its next call), so
-        # that the call's own allocations show.
-        fusedrnn.backends.cpu.clear_scratch_pool()
         _libc.malloc_trim(0)
+    except OSError:
+        pass
+
+
+def _rss_status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _peak_rss_growth(fn) -> float | None:
+    """CPU: growth of the process's peak resident memory over one call, in bytes (Linux only)."""
+    try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
     except OSError:
         return None
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    base = status("VmRSS")
+    base = _rss_status("VmRSS")
     fn()
-    return max(0, status("VmHWM") - base)
+    return max(0, _rss_status("VmHWM") - base)
 
 
-def peak_memory_mb(step, device) -> float | None:
+def peak_memory_mb(step, device, cold: bool) -> float | None:
+    """Peak memory one call of step adds. cold: after reset_caches(), as a first call sees it, so that
+    the caches the call fills count. Otherwise the steady state: caches kept, only freed memory handed
+    back (on the CPU, fusedrnn's packed weights and idle scratch blocks then stay resident between
+    calls and do not count)."""
+    if cold:
+        reset_caches(device)
+    elif device == "cpu":
+        _malloc_trim()
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -168,6 +243,17 @@ def peak_memory_mb(step, device) -> float | None:
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     grown = _peak_rss_growth(step)
     return None if grown is None else grown / 2**20
+
+
+def first_call_ms(steps: dict, calls: int) -> dict[str, float]:
+    """CPU: median time of a call right after reset_caches() (packing and first-touch included),
+    alternating the sides."""
+    times = {name: [] for name in steps}
+    for _ in range(calls):
+        for name, step in steps.items():
+            reset_caches("cpu")
+            times[name].append(_time_cpu(step))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def algorithm_of(step) -> str:
@@ -188,18 +274,25 @@ def timed_repeats(warmup_ms: float, repeats: int, min_seconds: float, max_repeat
     return max(repeats, min(max_repeats, int(min_seconds * 1e3 / warmup_ms)))
 
 
-def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float = 0.0) -> Result:
+def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float = 0.0,
+             first_calls: int = 3) -> Result:
     plain, fused, x = build_pair(case)
-    with torch.no_grad():
-        err = (plain(x)[0].float() - fused(x)[0].float()).abs().max().item()
+    errors = compare(plain, fused, x, case.mode)
+    worst = max(errors, key=errors.get)
     steps = {"torch": make_step(plain, x, case.mode), "fused": make_step(fused, x, case.mode)}
+    cold_peaks = {name: peak_memory_mb(step, case.device, cold=True) for name, step in steps.items()}
     algorithm = algorithm_of(steps["fused"]) if case.device == "cuda" else None
-    peaks = {name: peak_memory_mb(step, case.device) for name, step in steps.items()}
     timer = _time_cuda if case.device == "cuda" else _time_cpu
     slowest_warmup_ms = 0.0
     for _ in range(warmup):
         for step in steps.values():
             slowest_warmup_ms = max(slowest_warmup_ms, timer(step))
+    steady_peaks = {name: peak_memory_mb(step, case.device, cold=False) for name, step in steps.items()}
+    first_ms = {"torch": None, "fused": None}
+    if case.device == "cpu" and first_calls > 0:
+        first_ms = first_call_ms(steps, first_calls)
+        for step in steps.values():  # warm again before the steady-state timing
+            step()
     repeats = timed_repeats(slowest_warmup_ms, repeats, min_seconds)
     times = {name: [] for name in steps}
     for _ in range(repeats):
@@ -214,5 +307,6 @@ def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float 
                 if replay is not None:
                     graph_times[name].append(_time_cuda(replay))
         graph_ms = {name: statistics.median(t) if t else None for name, t in graph_times.items()}
-    return Result(case, statistics.median(times["torch"]), statistics.median(times["fused"]), graph_ms["torch"],
-                  graph_ms["fused"], peaks["torch"], peaks["fused"], err, algorithm)
+    return Result(case, statistics.median(times["torch"]), statistics.median(times["fused"]), first_ms["torch"],
+                  first_ms["fused"], graph_ms["torch"], graph_ms["fused"], cold_peaks["torch"], cold_peaks["fused"],
+                  steady_peaks["torch"], steady_peaks["fused"], errors[worst], worst, algorithm)
