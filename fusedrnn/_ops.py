@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from . import _C, reference  # noqa: F401  (_C loads the library, which registers the ops)
+from . import _C, _tracing, reference  # noqa: F401  (_C loads the library, which registers the ops)
 from ._cells import CELLS, Cell
 
 _ops = torch.ops.fusedrnn
@@ -191,5 +191,9 @@ def forward(cell: Cell, x, states, weights, batch_sizes, reverse: bool, nonlinea
     """cell's forward op: states = (h0,) or (h0, c0); weights = (w_ih, w_hh, b_ih, b_hh) plus w_hr for a
     projectable cell. Returns (y, the final states as a tuple)."""
     extra = (nonlinearity,) if cell.takes_nonlinearity else ()
-    out = FORWARD[cell.name](x, *states, *weights, batch_sizes, reverse, *extra, training)
+    if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        # the traced graph computes `training` when it runs, so it works with grad on and off (see _tracing)
+        out = _tracing.forward_op(f"{cell.name}_forward")(x, *states, *weights, batch_sizes, reverse, *extra)
+    else:
+        out = FORWARD[cell.name](x, *states, *weights, batch_sizes, reverse, *extra, training)
     return out[0], out[1:-1]

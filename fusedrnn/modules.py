@@ -5,6 +5,9 @@ initialisation), state_dict, flatten_parameters() and all_weights are torch.nn's
 differs: it runs fusedrnn's ops instead of cuDNN / ATen's RNN. Whether the forward saves its workspace
 for backward depends on grad mode and requires_grad, not on module.training, so backward also works
 in eval mode (cuDNN refuses that).
+
+TorchScript cannot compile the fused forward: torch.jit.script scripts torch.nn's implementation over the
+module's own parameters (see _prepare_scriptable). torch.jit.trace records the fused ops.
 """
 
 from __future__ import annotations
@@ -16,10 +19,22 @@ from . import _cells, functional
 from ._cells import MODES
 
 
+def _prepare_scriptable(self):
+    """torch.jit.script calls this on every module before scripting it, and scripts what it returns: here
+    this module as its torch.nn class, over the same parameters (a view, not a copy), so the scripted model
+    runs torch.nn's implementation and training it trains these weights. TorchScript also puts what this
+    returns in place of the module in its parent, so the scripted model's eager original then holds the
+    torch.nn view too (convert(model, inplace=True) swaps it back)."""
+    from .conversion import torch_view  # conversion imports this module
+
+    return torch_view(self)
+
+
 class _FusedRNNBase:
     """The forward shared by LSTM, GRU and RNN: torch.nn's input handling around functional.rnn_layers."""
 
     _dim_error_suffix = "instead"  # torch.nn.RNN says "...tensor instead", LSTM and GRU "...instead"
+    __prepare_scriptable__ = _prepare_scriptable
 
     def forward(self, input, hx=None):
         has_cell_state = MODES[self.mode][0].states == 2
@@ -104,6 +119,8 @@ class RNN(_FusedRNNBase, torch.nn.RNN):
 
 class _FusedCellBase:
     """torch.nn's cell input handling around one fused step (a sequence of length 1)."""
+
+    __prepare_scriptable__ = _prepare_scriptable
 
     def _prepare(self, input, hx, states):
         name = type(self).__name__
