@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1
-TOOLS := pybind11 ninja pytest pytest-benchmark hypothesis numpy setuptools wheel tqdm matplotlib
+TOOLS := pybind11 ninja pytest pytest-benchmark hypothesis numpy setuptools wheel tqdm matplotlib onnx==1.23.2 onnxruntime==1.32.0 onnxscript==0.7.2
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 
 .PHONY: test bench build clean

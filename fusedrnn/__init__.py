@@ -11,9 +11,10 @@ import torch  # noqa: F401  (loads libtorch, which the extension links against)
 from . import _C, _ops, backends, functional, reference  # noqa: F401,E402
 from .conversion import convert, to_torch  # noqa: E402
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
-from . import _compile_support, _quantization_support  # noqa: E402
+from . import _compile_support, _onnx, _quantization_support  # noqa: E402
 
 _compile_support.install()
+_onnx.install()
 _quantization_support.install()
 
 __version__ = "0.1.0"

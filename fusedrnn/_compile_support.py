@@ -42,8 +42,13 @@ def _patch(builder) -> None:
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Runs patch(module) right after the module called name is imported."""
+
+    def __init__(self, name, patch):
+        self.name, self.patch = name, patch
+
     def find_spec(self, name, path, target=None):
-        if name != _BUILDER:
+        if name != self.name:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -53,14 +58,19 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 
         def exec_and_patch(module):
             exec_module(module)
-            _patch(module)
+            self.patch(module)
 
         spec.loader.exec_module = exec_and_patch
         return spec
 
 
+def after_import(name: str, patch) -> None:
+    """patch(module) now if the module is imported, else right after its import."""
+    if name in sys.modules:
+        patch(sys.modules[name])
+    elif not any(isinstance(f, _PatchAfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchAfterImport(name, patch))
+
+
 def install() -> None:
-    if _BUILDER in sys.modules:
-        _patch(sys.modules[_BUILDER])
-    elif not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchAfterImport())
+    after_import(_BUILDER, _patch)

@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from . import _C, _tracing, reference  # noqa: F401  (_C loads the library, which registers the ops)
+from . import _C, _onnx, _tracing, reference  # noqa: F401  (_C loads the library, which registers the ops)
 from ._cells import CELLS, Cell
 
 _ops = torch.ops.fusedrnn
@@ -190,6 +190,8 @@ for _cell in CELLS.values():
 def forward(cell: Cell, x, states, weights, batch_sizes, reverse: bool, nonlinearity, training: bool):
     """cell's forward op: states = (h0,) or (h0, c0); weights = (w_ih, w_hh, b_ih, b_hh) plus w_hr for a
     projectable cell. Returns (y, the final states as a tuple)."""
+    if _onnx.exporting():  # torch.onnx.export records ONNX's own operator instead (fusedrnn/_onnx.py)
+        return _onnx.forward(cell, x, states, weights, batch_sizes, reverse, nonlinearity)
     extra = (nonlinearity,) if cell.takes_nonlinearity else ()
     if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
         # the traced graph computes `training` when it runs, so it works with grad on and off (see _tracing)
