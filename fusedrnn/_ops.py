@@ -28,6 +28,10 @@ workspace_cols times H:
     LSTM [N, 5H]: activated gates i, f, g, o and the new cell state c
     GRU  [N, 4H]: r, z, n and the hidden-side product W_hn h + b_hn
     RNN  [N, H]:  the activated output
+
+Besides the fake kernels and autograd, each forward op gets an autocast rule (CPU and CUDA: it computes in
+the autocast dtype, outputs in torch.nn's dtypes) and an ADInplaceOrView kernel that keeps its outputs plain
+tensors, so that they take in-place ops; see the registrations at the end of this file.
 """
 
 from __future__ import annotations
@@ -138,14 +142,24 @@ def _register(cell: Cell) -> None:
         # Absent output gradients arrive as None (the backward fills in what it needs): materialized, the
         # workspace's alone would be a zero-filled [N, W*H] tensor per call.
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(*inputs[:layout.batch_sizes + 1], y, workspace)
+        ctx.save_for_backward(*inputs[:layout.batch_sizes + 1], workspace)
+        # y stays out of the saved tensors, so that in-place ops on it (a residual out += x) are allowed, as
+        # on torch.nn's outputs. The alias shares y's version counter: a changed y is recomputed in backward.
+        ctx.y, ctx.y_version = y.detach(), y._version
+
+    def output_for_backward(ctx, differentiable, batch_sizes):
+        """y as the forward returned it: the kept alias, or a recomputation once y was changed in place."""
+        if ctx.y._version == ctx.y_version:
+            return ctx.y
+        nonlinearity = [ctx.nonlinearity] if layout.nonlin else []
+        with torch.no_grad(), torch.autocast(ctx.y.device.type, enabled=False):
+            return forward_op(*differentiable, batch_sizes, ctx.reverse, *nonlinearity, False)[0]
 
     def backward(ctx, *output_grads):
         saved = ctx.saved_tensors
         differentiable, batch_sizes = list(saved[:layout.differentiable]), saved[layout.differentiable]
-        y, workspace = saved[-2], saved[-1]
         x, states = differentiable[0], differentiable[1:1 + s]
-        grads_out = [_grad_or_zeros(output_grads[0], y),
+        grads_out = [_grad_or_zeros(output_grads[0], ctx.y),
                      *(_grad_or_zeros(g, t) for g, t in zip(output_grads[1:1 + s], states))]
         extra = [None] * (layout.forward_inputs - layout.differentiable)  # batch_sizes, flags
         if _wants_double_backward():
@@ -162,6 +176,7 @@ def _register(cell: Cell) -> None:
                 f"fusedrnn.{cell.name}_forward: backward needs the forward to run with training=True (it "
                 "saves the workspace); fusedrnn.functional sets it whenever grad mode is on and an input "
                 "requires grad")
+        y, workspace = output_for_backward(ctx, differentiable, batch_sizes), saved[-1]
         w_ih, w_hh = differentiable[layout.w_ih], differentiable[layout.w_ih + 1]
         w_hr = [differentiable[layout.w_ih + 4]] if layout.proj else []
         nonlinearity = [ctx.nonlinearity] if layout.nonlin else []
@@ -179,9 +194,87 @@ def _register(cell: Cell) -> None:
     FORWARD[cell.name] = forward_op
 
 
+# ------------------------------------------------------------------------- dispatch: views and autocast
+
+_lib = torch.library.Library("fusedrnn", "IMPL")  # kept alive: it owns the kernels registered below
+
+
+def _register_plain_outputs(name: str) -> None:
+    """Runs the op's kernel below ADInplaceOrView, as the kernels of PyTorch's own ops run.
+
+    The kernels return y as a view of their [N, P] buffer. A view made by a kernel running above
+    ADInplaceOrView carries view metadata, and autograd refuses in-place changes to a view that a custom
+    autograd function returns (``out += x`` on an RNN's output). Below it, the outputs are plain tensors,
+    with no copy.
+    """
+    op = getattr(_ops, name).default
+    below = torch._C._after_ADInplaceOrView_keyset
+
+    def kernel(keyset, *args):
+        with torch._C._AutoDispatchBelowADInplaceOrView():
+            return op.redispatch(keyset & below, *args)
+
+    _lib.impl(name, kernel, "ADInplaceOrView", with_keyset=True)
+
+
+def _cast(value, device_type: str, dtype: torch.dtype):
+    # what autocast casts: floating tensors on its device, except float64
+    if (isinstance(value, torch.Tensor) and value.is_floating_point() and value.device.type == device_type
+            and value.dtype is not torch.float64):
+        return value.to(dtype)
+    return value
+
+
+def _wide_state(cell: Cell, args) -> tuple[torch.Tensor | None, tuple[int, ...]]:
+    """The initial state that enters a step's update directly, not only through a matrix product (the
+    LSTM's c, the GRU's h; none for the RNN), and the outputs computed from it (y, h_n, c_n indices)."""
+    if cell.states == 2:
+        projected = cell.projectable and args[1 + cell.states + 4] is not None
+        return args[2], ((2,) if projected else (0, 1, 2))
+    if cell.h_feeds_through:
+        return args[1], (0, 1)
+    return None, ()
+
+
+def _register_autocast(cell: Cell, device_type: str) -> None:
+    """The forward op under torch.autocast: it computes in the autocast dtype, with outputs in the dtypes
+    torch.nn's recurrent modules and cells give under the same context.
+
+    Every floating input (x, the initial states, the weights; float64 aside, as autocast does) is cast to
+    the autocast dtype, and the casts carry the gradients back to float32 weights in float32. On CUDA the
+    outputs stay in that dtype, as cuDNN's and torch's cell kernels give them. On the CPU torch.nn runs a
+    step loop of ATen ops in which only the matrix products autocast, so a float32 state that enters the
+    update directly keeps the result in float32: the LSTM's c_n (and y, h_n unless projected) follow c0's
+    dtype, the GRU's y and h_n follow h0's, the RNN's are in the autocast dtype.
+
+    Like torch.library.register_autocast, but with the dtype of the active autocast context instead of a
+    fixed one; registered with the dispatcher and as the Python kernel that tracing (torch.compile) uses.
+    The backward ops get no rule: they run in the dtype their forward ran in.
+    """
+    name = f"{cell.name}_forward"
+    op = getattr(_ops, name).default
+    key = getattr(torch._C.DispatchKey, "Autocast" + torch._C._dispatch_key_for_device(device_type))
+
+    def autocast(*args):
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(key)):
+            out = op(*(_cast(a, device_type, dtype) for a in args))
+        state, follows = _wide_state(cell, args) if device_type == "cpu" else (None, ())
+        if state is None or not state.is_floating_point():
+            return out
+        wide = torch.promote_types(state.dtype, dtype)
+        return tuple(t.to(wide) if i in follows else t for i, t in enumerate(out))
+
+    op.py_impl(key)(autocast)
+    _lib.impl(name, lambda _keyset, *args: autocast(*args), key.name, with_keyset=True)
+
+
 FORWARD: dict[str, torch._ops.OpOverloadPacket] = {}  # cell name -> its forward op
 for _cell in CELLS.values():
     _register(_cell)
+    _register_plain_outputs(f"{_cell.name}_forward")
+    for _device_type in ("cpu", "cuda"):
+        _register_autocast(_cell, _device_type)
 
 
 # ---------------------------------------------------------------------------------------------- wrappers
