@@ -9,7 +9,7 @@ from fusedrnn.bench.runner import Case, build_pair, make_step
 
 def bench_pair(benchmark, case: Case, impl: str):
     plain, fused, x = build_pair(case)
-    step = make_step(plain if impl == "torch.nn" else fused, x, case.mode)
+    step = make_step(case, plain if impl == "torch.nn" else fused, x)
     if case.device == "cuda":
         def timed():
             step()

@@ -2,6 +2,7 @@
 memory starts from empty caches; training rows compare gradients; committed results name their build
 and are marked stale once the kernels they measured have changed."""
 
+import dataclasses
 import json
 import os
 import re
@@ -74,8 +75,9 @@ def test_both_sides_run_in_the_cases_mode(monkeypatch, mode):
 def test_cold_peak_is_measured_from_empty_caches():
     """The cold measurement starts with fusedrnn's packed-weight cache and scratch pool empty, so a cached
     inference call's packing counts; the steady one starts from the warm cache."""
-    _plain, fused, x = runner.build_pair(Case("lstm", "float32", 4, 1, 512))
-    step = runner.make_step(fused, x, "inference")
+    case = Case("lstm", "float32", 4, 1, 512)
+    _plain, fused, x = runner.build_pair(case)
+    step = runner.make_step(case, fused, x)
     cache, pool = fusedrnn.backends.cpu.weight_cache_stats, fusedrnn.backends.cpu.scratch_pool_stats
     at_start = []
 
@@ -94,9 +96,9 @@ def test_cold_peak_is_measured_from_empty_caches():
 
 
 def test_training_error_compares_every_gradient():
-    plain, fused, x = runner.build_pair(Case("lstm", "float32", 5, 3, 6, layers=2, bidirectional=True,
-                                             mode="training"))
-    errors = runner.compare(plain, fused, x, "training")
+    case = Case("lstm", "float32", 5, 3, 6, layers=2, bidirectional=True, mode="training")
+    plain, fused, x = runner.build_pair(case)
+    errors = runner.compare(case, plain, fused, x)
     params = [f"{name} grad" for name, _ in plain.named_parameters()]
     assert set(errors) == {"output", "state 0", "state 1", "input grad", *params}
     assert max(errors.values()) < 1e-5
@@ -104,12 +106,12 @@ def test_training_error_compares_every_gradient():
 
     # A gradient off by 1% shows in the error column, although every output still agrees.
     fused.weight_hh_l1_reverse.register_hook(lambda g: g * 1.01)
-    errors = runner.compare(plain, fused, x, "training")
+    errors = runner.compare(case, plain, fused, x)
     assert errors["output"] < 1e-5
     assert max(errors, key=errors.get) == "weight_hh_l1_reverse grad"
     assert errors["weight_hh_l1_reverse grad"] == pytest.approx(0.01, rel=0.01)
 
-    inference = runner.compare(plain.eval(), fused.eval(), x, "inference")
+    inference = runner.compare(dataclasses.replace(case, mode="inference"), plain.eval(), fused.eval(), x)
     assert set(inference) == {"output", "state 0", "state 1"}
 
 
@@ -140,3 +142,32 @@ def test_committed_results_match_the_kernels_or_say_stale(name):
     if device == "cuda":
         with open(os.path.join(ROOT, "README.md")) as f:
             assert "not re-measured since" in f.read(), "README: say the CUDA results predate the kernels"
+
+
+@pytest.mark.parametrize("cell", ["grucell", "lstm"])
+def test_step_by_step_cases_loop_over_single_steps(cell):
+    """A --loop case times `loop` module calls per step (cells get [B, I], layers [1, B, I]), the state fed
+    back, and compares the whole chain's outputs and gradients."""
+    case = Case(cell, "float64", 1, 2, 5, mode="training", loop=3)
+    plain, fused, x = runner.build_pair(case)
+    shapes = []
+    fused.register_forward_pre_hook(lambda m, args: shapes.append((tuple(args[0].shape), args[1] is None)))
+    runner.make_step(case, fused, x)()
+    one_step = (2, 5) if cell == "grucell" else (1, 2, 5)
+    assert shapes == [(one_step, True), (one_step, False), (one_step, False)]
+    errors = runner.compare(case, plain, fused, x)
+    assert "input grad" in errors and max(errors.values()) < 1e-10
+    assert runner.forward(case, fused, x)[0].shape == (3, 2, 5)
+
+
+def test_autocast_cases_run_float32_modules_under_autocast():
+    case = Case("gru", "bfloat16", 4, 2, 8, mode="training", autocast=True)
+    plain, fused, x = runner.build_pair(case)
+    assert x.dtype == torch.float32 and all(p.dtype == torch.float32 for p in fused.parameters())
+    out, expected = runner.make_step(case, fused, x)(), runner.make_step(case, plain, x)()
+    assert out.dtype == expected.dtype  # torch.nn's dtype under the same autocast
+    assert all(p.grad.dtype == torch.float32 for p in fused.parameters())
+    errors = runner.compare(case, plain, fused, x)
+    assert max(errors.values()) < 5e-2  # both sides compute in bfloat16 ...
+    full = runner.compare(dataclasses.replace(case, autocast=False, dtype="float32"), plain, fused, x)
+    assert max(errors.values()) > 100 * max(full.values())  # ... which float32 does not

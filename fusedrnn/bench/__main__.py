@@ -14,7 +14,7 @@ import torch
 import fusedrnn
 
 from . import machine, report
-from .grid import GRIDS, MEMORY
+from .grid import GRIDS, MEMORY, loop_cases
 from .runner import Case, run_case
 
 
@@ -23,7 +23,9 @@ def parse_list(text, kind=str):
 
 
 def build_cases(args) -> list[Case]:
-    size = "quick" if args.quick else "full" if args.full else "default"
+    if args.loop:
+        return loop_cases(args.device)
+    size = "autocast" if args.autocast else "quick" if args.quick else "full" if args.full else "default"
     grid = GRIDS[args.device][size]
     grid = dataclasses.replace(grid, cells=parse_list(args.cells) or grid.cells,
                                dtypes=parse_list(args.dtypes) or grid.dtypes, T=args.seq or grid.T,
@@ -65,6 +67,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a small grid (seconds)")
     parser.add_argument("--full", action="store_true",
                         help="the full grid (CPU: more sizes; CUDA: also rnn and float16)")
+    parser.add_argument("--autocast", action="store_true",
+                        help="mixed precision: float32 modules under torch.autocast (CPU: bfloat16; CUDA: float16 "
+                        "and bfloat16); writes <device>_autocast.* with --out")
+    parser.add_argument("--loop", action="store_true",
+                        help="step by step: cells and T=1 layer calls, 20 per timed call from a Python loop; "
+                        "writes <device>_loop.* with --out")
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians), at least")
     parser.add_argument("--min-seconds", type=float, help="repeat until each side has run about this long "
                         "(at most 500 repetitions; default 1 on the CPU, 0 on CUDA and with --quick)")
@@ -91,7 +99,7 @@ def main(argv=None):
         min_seconds = 1.0 if args.device == "cpu" and not args.quick else 0.0
     results = [run_case(case, repeats=args.repeats, min_seconds=min_seconds)
                for case in progress(build_cases(args), "benchmark")]
-    memory = [] if args.no_memory or args.quick else [
+    memory = [] if args.no_memory or args.quick or args.autocast or args.loop else [
         run_case(case, repeats=1, warmup=1, first_calls=1)
         for case in progress(memory_cases(args), "memory (T=512)")]
 
@@ -105,7 +113,8 @@ def main(argv=None):
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         for key, ext in (("json", "json"), ("markdown", "md"), ("plot", "png")):
-            paths[key] = paths[key] or os.path.join(args.out, f"{args.device}.{ext}")
+            stem = args.device + ("_autocast" if args.autocast else "_loop" if args.loop else "")
+            paths[key] = paths[key] or os.path.join(args.out, f"{stem}.{ext}")
     if paths["json"]:
         report.write_json(paths["json"], info, command, results, memory)
     if paths["markdown"]:

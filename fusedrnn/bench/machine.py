@@ -47,6 +47,8 @@ def describe(device: str) -> dict:
         "build": build_info(),
         # The sources in the tree now: they differ from the build's when the extension was not rebuilt.
         "tree_source_digest": {d: _sources.source_digest(d) for d in ("cpu", "cuda")},
+        # The Python code that ran is the tree's (an editable install), which can be newer than the build.
+        "tree_git": dict(zip(("revision", "dirty"), _sources.git_revision())),
     }
     if device == "cuda":
         info.update({
@@ -79,8 +81,12 @@ def build_line(info: dict, device: str) -> str:
         return "unknown (fusedrnn/_build_info.py missing: built before setup.py recorded it)"
     revision = (build["git_revision"] or "unknown")[:12]
     state = {True: " with uncommitted changes", False: "", None: ""}[build["git_dirty"]]
-    line = (f"fusedrnn {info['fusedrnn']} at git {revision}{state}, {device} kernel sources "
+    line = (f"fusedrnn {info['fusedrnn']} built at git {revision}{state}, {device} kernel sources "
             f"{build['source_digest'][device]}, built against torch {build['torch']}")
+    tree = info.get("tree_git") or {}
+    if tree.get("revision") and (tree["revision"] != build["git_revision"] or tree["dirty"] != build["git_dirty"]):
+        changes = " with uncommitted changes" if tree["dirty"] else ""
+        line += f"; Python code from the tree at git {tree['revision'][:12]}{changes}"
     if info.get("tree_source_digest", {}).get(device) not in (None, build["source_digest"][device]):
         line += " (WARNING: the tree's sources differ from the build's: rebuild)"
     if device == "cpu":

@@ -31,7 +31,9 @@ def markdown_table(results) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         c = r.case
-        row = [c.cell, c.dtype, str(c.T), str(c.B), str(c.H), f"{c.layers}{' bi' if c.bidirectional else ''}",
+        length = f"{c.T} x {c.loop} calls" if c.loop else str(c.T)
+        stack = "cell" if c.cell.endswith("cell") else f"{c.layers}{' bi' if c.bidirectional else ''}"
+        row = [c.cell, c.precision, length, str(c.B), str(c.H), stack,
                c.mode, _ms(r.torch_ms), _ms(r.fused_ms), _x(r.speedup)]
         if gpu:
             per_step = "n/a" if r.fused_graph_ms is None else f"{r.fused_graph_ms * 1e3 / c.T:.2f}"
@@ -50,7 +52,7 @@ def write_json(path, machine, command, results, memory_results) -> None:
                    "memory": [r.to_dict() for r in memory_results]}, f, indent=1)
 
 
-def method_lines(device: str, min_seconds: float = 0.0) -> list[str]:
+def method_lines(device: str, results, min_seconds: float = 0.0) -> list[str]:
     """What each column means, for the report's header."""
     repeats = f" until each side ran ~{min_seconds:g} s (10-500 calls)" if min_seconds > 0 else ""
     lines = [
@@ -66,6 +68,11 @@ def method_lines(device: str, min_seconds: float = 0.0) -> list[str]:
          "final states (inference) and also the input's and every weight's gradient for a random output "
          "gradient (training)"),
     ]
+    if any(r.case.loop for r in results):
+        lines.insert(1, "step by step: each timed call is a Python loop of module calls (a cell, or a layer with "
+                        "T = 1) with the state fed back; training: one backward of the sum of all outputs")
+    if any(r.case.autocast for r in results):
+        lines.insert(1, "autocast: float32 modules and input, the forward under torch.autocast(device, dtype)")
     if device == "cpu":
         lines.insert(2, "first ms: one call right after the caches are emptied (packing and first touch "
                         "included), median of 3, alternating sides")
@@ -81,7 +88,7 @@ def write_markdown(path, info, command, results, memory_results, min_seconds=0.0
               f"command: `{command}`"]
     with open(path, "w") as f:
         f.write("# fusedrnn vs torch.nn\n\n")
-        f.write("".join(f"- {line}\n" for line in header + method_lines(device, min_seconds)) + "\n")
+        f.write("".join(f"- {line}\n" for line in header + method_lines(device, results, min_seconds)) + "\n")
         f.write(markdown_table(results) + "\n")
         if memory_results:
             f.write("\n## Peak memory, training forward + backward at T=512\n\n")
@@ -106,7 +113,7 @@ def write_plot(path, machine_line, results) -> bool:
             c = r.case
             if c.mode != mode:
                 continue
-            key = f"{c.cell} {c.dtype} H={c.H} {c.layers}L{' bi' if c.bidirectional else ''}"
+            key = f"{c.cell} {c.precision} H={c.H} {c.layers}L{' bi' if c.bidirectional else ''}"
             lines.setdefault(key, []).append((c.B, r.speedup))
         for key, points in sorted(lines.items()):
             points.sort()

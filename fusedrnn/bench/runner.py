@@ -11,6 +11,7 @@ replayed, for both sides.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import statistics
@@ -20,7 +21,9 @@ import torch
 
 import fusedrnn
 
-MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
+MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN, "lstmcell": torch.nn.LSTMCell,
+           "grucell": torch.nn.GRUCell, "rnncell": torch.nn.RNNCell}
+CELLS = ("lstmcell", "grucell", "rnncell")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +37,24 @@ class Case:
     bidirectional: bool = False
     mode: str = "inference"  # or "training": forward + backward
     device: str = "cpu"
+    autocast: bool = False  # float32 weights and input, run under torch.autocast(device, dtype)
+    loop: int = 0  # step by step: this many calls from a Python loop (cells, or layers with T = 1)
 
     @property
     def label(self) -> str:
         shape = f"{self.layers}L{'-bi' if self.bidirectional else ''}"
-        return f"{self.cell} {self.dtype} T={self.T} B={self.B} H={self.H} {shape} {self.mode}"
+        steps = f" x{self.loop} calls" if self.loop else ""
+        return f"{self.cell} {self.precision} T={self.T}{steps} B={self.B} H={self.H} {shape} {self.mode}"
+
+    @property
+    def precision(self) -> str:
+        return f"{self.dtype} autocast" if self.autocast else self.dtype
+
+    def context(self):
+        """The context each call runs in: torch.autocast for autocast cases."""
+        if self.autocast:
+            return torch.autocast(self.device, dtype=getattr(torch, self.dtype))
+        return contextlib.nullcontext()
 
 
 @dataclasses.dataclass
@@ -88,29 +104,50 @@ def build_pair(case: Case):
     them in: eval for inference (torch.nn passes `training` on to cuDNN, which otherwise runs its
     training forward and keeps a reserve for backward), train for training."""
     torch.manual_seed(0)
-    dtype = getattr(torch, case.dtype)
-    plain = MODULES[case.cell](case.H, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
-                               dtype=dtype, device=case.device)
+    dtype = torch.float32 if case.autocast else getattr(torch, case.dtype)
+    if case.cell in CELLS:
+        plain = MODULES[case.cell](case.H, case.H, dtype=dtype, device=case.device)
+    else:
+        plain = MODULES[case.cell](case.H, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
+                                   dtype=dtype, device=case.device)
     fused = fusedrnn.convert(plain)
     training = case.mode == "training"
     plain.train(training)
     fused.train(training)
     g = torch.Generator(device=case.device).manual_seed(1)
-    x = torch.randn(case.T, case.B, case.H, generator=g, dtype=dtype, device=case.device)
+    x = torch.randn(case.loop or case.T, case.B, case.H, generator=g, dtype=dtype, device=case.device)
     return plain, fused, x
 
 
-def make_step(module, x, mode):
-    """One call: inference under no_grad, or training forward + backward of the output's sum."""
-    if mode == "inference":
+def forward(case: Case, module, x):
+    """(output, final state) of the case's forward: one call on the whole sequence x, or, step by step,
+    one call per step of x from a Python loop with the state fed back (cells get x[t], layers x[t:t+1])."""
+    if not case.loop:
+        return module(x)
+    state, outputs = None, []
+    for t in range(case.loop):
+        if case.cell in CELLS:
+            state = module(x[t], state)
+            outputs.append(state[0] if isinstance(state, tuple) else state)
+        else:
+            out, state = module(x[t:t + 1], state)
+            outputs.append(out[0])
+    return torch.stack(outputs), state
+
+
+def make_step(case: Case, module, x):
+    """One timed call: the forward under no_grad (inference), or forward + backward of the output's sum
+    (training); the forward in the case's context (torch.autocast for autocast cases)."""
+    if case.mode == "inference":
         def step():
-            with torch.no_grad():
-                return module(x)[0]
+            with torch.no_grad(), case.context():
+                return forward(case, module, x)[0]
     else:
         x_leaf = x.detach().requires_grad_()
 
         def step():
-            out = module(x_leaf)[0]
+            with case.context():
+                out = forward(case, module, x_leaf)[0]
             out.float().sum().backward()
             return out
     return step
@@ -123,20 +160,23 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (actual - expected).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
-def compare(plain, fused, x, mode) -> dict[str, float]:
+def compare(case: Case, plain, fused, x) -> dict[str, float]:
     """The relative error (relative_error) of each tensor the fused side computes, against torch.nn.
     Inference: the output and the final states. Training: also the input's gradient and every weight's,
     from one backward of a random output gradient (the same on both sides). Leaves no gradients behind."""
+    training = case.mode == "training"
+
     def run(module):
-        x_leaf = x.detach().requires_grad_(mode == "training")
-        with torch.set_grad_enabled(mode == "training"):
-            out, state = module(x_leaf)
+        x_leaf = x.detach().requires_grad_(training)
+        with torch.set_grad_enabled(training), case.context():
+            out, state = forward(case, module, x_leaf)
         found = {"output": out}
         for i, s in enumerate(state if isinstance(state, tuple) else (state,)):
             found[f"state {i}"] = s
-        if mode == "training":
+        if training:
             g = torch.Generator(device=x.device).manual_seed(2)
             grad = torch.randn(out.shape, generator=g, dtype=out.dtype, device=out.device)
+            module.zero_grad(set_to_none=True)  # earlier calls may have left gradients
             out.backward(grad)
             found["input grad"] = x_leaf.grad
             for name, p in module.named_parameters():
@@ -277,9 +317,9 @@ def timed_repeats(warmup_ms: float, repeats: int, min_seconds: float, max_repeat
 def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float = 0.0,
              first_calls: int = 3) -> Result:
     plain, fused, x = build_pair(case)
-    errors = compare(plain, fused, x, case.mode)
+    errors = compare(case, plain, fused, x)
     worst = max(errors, key=errors.get)
-    steps = {"torch": make_step(plain, x, case.mode), "fused": make_step(fused, x, case.mode)}
+    steps = {"torch": make_step(case, plain, x), "fused": make_step(case, fused, x)}
     cold_peaks = {name: peak_memory_mb(step, case.device, cold=True) for name, step in steps.items()}
     algorithm = algorithm_of(steps["fused"]) if case.device == "cuda" else None
     timer = _time_cuda if case.device == "cuda" else _time_cpu
