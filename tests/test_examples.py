@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 import classify  # noqa: E402
+import gradient_flow  # noqa: E402
 import word_lm  # noqa: E402
 
 
@@ -66,3 +67,21 @@ def test_classifier_learns_and_backends_agree():
     assert sum(losses[-3:]) / 3 < losses[0]
     assert_same_losses(losses, plain["train_losses"])
     assert fused["history"][0]["test_accuracy"] > 0.2
+
+
+def test_gradient_flow_vanishes_explodes_and_clipping_trains():
+    # Not radius 3: the forward is chaotic there, and rounding differences between any two
+    # implementations grow as fast as the gradient does.
+    args = ["--dtype", "float64", "--radii", "0.5", "1.5", "--quiet", "--plot", ""]
+    fused = gradient_flow.main(args)
+    plain = gradient_flow.main(args + ["--backend", "torch"])
+    assert fused["flow"].keys() == plain["flow"].keys()
+    for name, norms in fused["flow"].items():  # the two backends measure the same gradients
+        for a, b in zip(norms, plain["flow"][name], strict=True):
+            assert abs(a - b) <= 1e-9 * b, (name, a, b)
+    small, large = fused["flow"]["rnn rho=0.50"], fused["flow"]["rnn rho=1.50"]
+    assert small[199] < 1e-6 * small[0]  # vanishes by orders of magnitude over 200 steps
+    assert large[199] > 10 * large[0]  # and grows at the large radius
+    clipped, unclipped = fused["clipped"], fused["unclipped"]
+    assert all(math.isfinite(v) for v in clipped) and sum(clipped[-5:]) / 5 < clipped[0]
+    assert not all(math.isfinite(v) for v in unclipped) or max(unclipped) > 1e3 * unclipped[0]
