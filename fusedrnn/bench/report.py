@@ -72,7 +72,8 @@ def method_lines(device: str, results, min_seconds: float = 0.0) -> list[str]:
         lines.insert(1, "step by step: each timed call is a Python loop of module calls (a cell, or a layer with "
                         "T = 1) with the state fed back; training: one backward of the sum of all outputs")
     if any(r.case.autocast for r in results):
-        lines.insert(1, "autocast: float32 modules and input, the forward under torch.autocast(device, dtype)")
+        lines.insert(1, "autocast: float32 modules, the input in the autocast dtype (as an autocast nn.Linear before them "
+                        "gives it), the forward under torch.autocast(device, dtype)")
     if device == "cpu":
         lines.insert(2, "first ms: one call right after the caches are emptied (packing and first touch "
                         "included), median of 3, alternating sides")

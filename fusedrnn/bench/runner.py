@@ -37,7 +37,7 @@ class Case:
     bidirectional: bool = False
     mode: str = "inference"  # or "training": forward + backward
     device: str = "cpu"
-    autocast: bool = False  # float32 weights and input, run under torch.autocast(device, dtype)
+    autocast: bool = False  # float32 weights, input in dtype, run under torch.autocast(device, dtype)
     loop: int = 0  # step by step: this many calls from a Python loop (cells, or layers with T = 1)
 
     @property
@@ -115,7 +115,10 @@ def build_pair(case: Case):
     plain.train(training)
     fused.train(training)
     g = torch.Generator(device=case.device).manual_seed(1)
-    x = torch.randn(case.loop or case.T, case.B, case.H, generator=g, dtype=dtype, device=case.device)
+    # Under autocast the input comes in the autocast dtype, as a preceding autocast layer (an nn.Linear)
+    # hands it over; torch.nn's oneDNN LSTM fails on a float32 input under CPU autocast.
+    x = torch.randn(case.loop or case.T, case.B, case.H, generator=g, dtype=getattr(torch, case.dtype),
+                    device=case.device)
     return plain, fused, x
 
 
