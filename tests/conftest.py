@@ -71,6 +71,25 @@ class Case:
         return self.with_tensors([t.to(dtype) for t in self.tensors()])
 
 
+def torch_nn_layer(kind, input_size, output_size, **kwargs):
+    """torch.nn's layer of a CELLS kind whose outputs have output_size features (lstm_proj: hidden size
+    output_size + 1, projected to output_size)."""
+    if kind == "lstm_proj":
+        return torch.nn.LSTM(input_size, output_size + 1, proj_size=output_size, **kwargs)
+    name, *nonlinearity = kind.split("_")
+    if nonlinearity:
+        kwargs["nonlinearity"] = nonlinearity[0]
+    return {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[name](input_size, output_size, **kwargs)
+
+
+def torch_nn_cell(kind, input_size, hidden_size):
+    """torch.nn's cell of a CELLS kind (not lstm_proj: cells have no projection)."""
+    name, *nonlinearity = kind.split("_")
+    kwargs = {"nonlinearity": nonlinearity[0]} if nonlinearity else {}
+    cls = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[name]
+    return cls(input_size, hidden_size, **kwargs)
+
+
 def make_case(cell, T, B, I, H, *, bias=True, reverse=False, varlen=False, proj=None, dtype=torch.float64,
               seed=0) -> Case:
     """Fresh random inputs and weights (never zeros), seeded. proj only for lstm_proj."""

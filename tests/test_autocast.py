@@ -7,12 +7,15 @@ bfloat16 bound); gradients 4e-2, since both sides are 16-bit approximations of t
 within 2e-2 of it: fusedrnn's, accumulated in float32, is usually the closer).
 """
 
+import functools
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fusedrnn
-from conftest import assert_close_relative, forward_and_grads, make_case, random_like
+from conftest import (CELLS, assert_close_relative, forward_and_grads, make_case, random_like, torch_nn_cell,
+                      torch_nn_layer)
 from fusedrnn import functional
 from test_autograd_compile import backward_op_args, forward_args, forward_op
 from test_torch_nn import run_torch
@@ -20,19 +23,8 @@ from test_torch_nn import run_torch
 TOL = 2e-2
 GRAD_TOL = 2 * TOL
 I, H, T, B = 4, 5, 3, 2
-MODULES = {
-    "lstm": lambda **kw: torch.nn.LSTM(I, H, **kw),
-    "lstm_proj": lambda **kw: torch.nn.LSTM(I, H, proj_size=3, **kw),
-    "gru": lambda **kw: torch.nn.GRU(I, H, **kw),
-    "rnn_tanh": lambda **kw: torch.nn.RNN(I, H, **kw),
-    "rnn_relu": lambda **kw: torch.nn.RNN(I, H, nonlinearity="relu", **kw),
-}
-CELL_MODULES = {
-    "lstm": lambda: torch.nn.LSTMCell(I, H),
-    "gru": lambda: torch.nn.GRUCell(I, H),
-    "rnn_tanh": lambda: torch.nn.RNNCell(I, H),
-    "rnn_relu": lambda: torch.nn.RNNCell(I, H, nonlinearity="relu"),
-}
+MODULES = {kind: functools.partial(torch_nn_layer, kind, I, H) for kind in CELLS}
+CELL_MODULES = {kind: functools.partial(torch_nn_cell, kind, I, H) for kind in CELLS if kind != "lstm_proj"}
 # single layer; two bidirectional batch-first layers; a PackedSequence (unsorted lengths)
 CONFIGS = {
     "one_layer": {},
@@ -106,7 +98,7 @@ def check_module(kind, config, x_dtype, state, autocast_dtype, device):
         state_dtype = torch.float32 if state == "float32" else autocast_dtype
         shape = (plain.num_layers * directions, B)
         h0 = (randn(*shape, out_size, seed=2, device=device) * 0.5).to(state_dtype)
-        c0 = (randn(*shape, H, seed=3, device=device) * 0.5).to(state_dtype)
+        c0 = (randn(*shape, plain.hidden_size, seed=3, device=device) * 0.5).to(state_dtype)
         hx = (h0, c0) if kind.startswith("lstm") else h0
     compare(module_outputs(fused, x, hx, config, device, autocast_dtype),
             torch_nn_outputs(plain, x, hx, config, device, autocast_dtype),

@@ -1,30 +1,21 @@
 """In-place ops on the outputs of the fused modules, cells and functional layers (a residual ``out += x``,
 ``out.mul_(2)``) work as they do on torch.nn's, with the same gradients."""
 
+import functools
+
 import pytest
 import torch
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
-from conftest import assert_close_relative, make_case, run
+from conftest import CELLS, assert_close_relative, make_case, run, torch_nn_cell, torch_nn_layer
 from fusedrnn import functional, reference
 
 I = H = 3  # equal, so that the residual out += x is well formed
 T, B = 2, 2
-MODULES = {
-    "lstm": lambda **kw: torch.nn.LSTM(I, H, **kw),
-    "lstm_proj": lambda **kw: torch.nn.LSTM(I, H + 1, proj_size=H, **kw),
-    "gru": lambda **kw: torch.nn.GRU(I, H, **kw),
-    "rnn_tanh": lambda **kw: torch.nn.RNN(I, H, **kw),
-    "rnn_relu": lambda **kw: torch.nn.RNN(I, H, nonlinearity="relu", **kw),
-}
-CELL_MODULES = {
-    "lstm": lambda: torch.nn.LSTMCell(I, H),
-    "gru": lambda: torch.nn.GRUCell(I, H),
-    "rnn_tanh": lambda: torch.nn.RNNCell(I, H),
-    "rnn_relu": lambda: torch.nn.RNNCell(I, H, nonlinearity="relu"),
-}
+MODULES = {kind: functools.partial(torch_nn_layer, kind, I, H) for kind in CELLS}
+CELL_MODULES = {kind: functools.partial(torch_nn_cell, kind, I, H) for kind in CELLS if kind != "lstm_proj"}
 
 
 def fresh_input(*shape, seed):
