@@ -73,16 +73,33 @@ def sources(pattern):
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
 
 
-def write_build_info(with_cuda):
-    """fusedrnn/_build_info.py: what this build compiled (git revision, source digests) and against which
-    torch, so that benchmark results can name the build that produced them."""
+def build_info(with_cuda):
+    """What this build compiles (git revision, source digests) and against which torch and CUDA, for
+    fusedrnn/_build_info.py: the import-time check and show_config() read it, and benchmark results
+    name the build that produced them."""
     spec = importlib.util.spec_from_file_location("fusedrnn_sources", os.path.join(HERE, "fusedrnn", "_sources.py"))
     sources_module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sources_module)
     info = sources_module.describe(HERE)
-    info.update(torch=torch.__version__, torch_cuda=torch.version.cuda if with_cuda else None, with_cuda=with_cuda)
-    with open(os.path.join(HERE, "fusedrnn", "_build_info.py"), "w") as f:
-        f.write('"""Written by setup.py when fusedrnn was built; not in git."""\n\nBUILD = ' + repr(info) + "\n")
+    info.update(torch=torch.__version__, torch_cuda=torch.version.cuda if with_cuda else None, with_cuda=with_cuda,
+                cuda_arch_list=os.environ["TORCH_CUDA_ARCH_LIST"] if with_cuda else None)
+    return info
+
+
+class BuildExt(BuildExtension.with_options(use_ninja=True)):
+    """build_ext that first records the build in fusedrnn/_build_info.py, in the source tree (editable and
+    in-place builds) and in the build folder a wheel is made from."""
+
+    def run(self):
+        text = '"""Written by setup.py when fusedrnn was built; not in git."""\n\nBUILD = ' + repr(build_info(WITH_CUDA)) + "\n"
+        folders = [os.path.join(HERE, "fusedrnn")]
+        if not self.inplace and self.build_lib:
+            folders.append(os.path.join(self.build_lib, "fusedrnn"))
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "_build_info.py"), "w") as f:
+                f.write(text)
+        super().run()
 
 
 def extension():
@@ -94,9 +111,7 @@ def extension():
     common = (sources("csrc/*.cpp") + sources("csrc/sequence/*.cpp") + sources("csrc/cpu/*.cpp")
               + sources("csrc/bindings/*.cpp"))
     include_dirs = [os.path.join(HERE, "csrc")]
-    with_cuda = want_cuda()
-    write_build_info(with_cuda)
-    if not with_cuda:
+    if not WITH_CUDA:
         print("fusedrnn: building the CPU ops only", flush=True)
         cpu_only = [s for s in common if s != os.path.join("csrc", "bindings", "cuda.cpp")]
         return CppExtension(
@@ -124,7 +139,9 @@ def extension():
     )
 
 
+WITH_CUDA = want_cuda()
+
 setup(
     ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExt},
 )

@@ -8,10 +8,15 @@ the fused ops; `fusedrnn.reference` is the plain PyTorch oracle with the same si
 
 import torch  # noqa: F401  (loads libtorch, which the extension links against)
 
+from . import _config  # noqa: E402
+
+_config.check_torch()  # before the extension loads: a mismatched build fails there with an obscure error
+
 from . import _C, _ops, backends, functional, reference  # noqa: F401,E402
 from .conversion import convert, to_torch  # noqa: E402
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from . import _compile_support, _onnx, _quantization_support  # noqa: E402
+from ._config import show_config  # noqa: E402
 
 _compile_support.install()
 _onnx.install()
@@ -26,4 +31,4 @@ def built_with_cuda() -> bool:
 
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "to_torch", "functional",
-           "reference", "backends", "built_with_cuda", "__version__"]
+           "reference", "backends", "built_with_cuda", "show_config", "__version__"]

@@ -10,15 +10,9 @@ import torch
 
 import fusedrnn
 from fusedrnn import _sources
+from fusedrnn._config import build_info
 
 
-def build_info() -> dict | None:
-    """What setup.py recorded when it built the extension (fusedrnn/_build_info.py); None without it."""
-    try:
-        from fusedrnn._build_info import BUILD
-    except ImportError:
-        return None
-    return dict(BUILD)
 
 
 def cpu_model() -> str:
