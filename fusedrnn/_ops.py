@@ -229,6 +229,7 @@ def _wide_state(cell: Cell, args) -> tuple[torch.Tensor | None, tuple[int, ...]]
     """The initial state that enters a step's update directly, not only through a matrix product (the
     LSTM's c, the GRU's h; none for the RNN), and the outputs computed from it (y, h_n, c_n indices)."""
     if cell.states == 2:
+        # w_hr comes after x, the states and the four weights
         projected = cell.projectable and args[1 + cell.states + 4] is not None
         return args[2], ((2,) if projected else (0, 1, 2))
     if cell.h_feeds_through:

@@ -39,6 +39,8 @@ KIND_CONFIGS = [(kind, config) for kind in MODULES for config in CONFIGS
                 if not (kind == "rnn_relu" and config == "two_layer_bidirectional")]
 CPU_DTYPES = [torch.bfloat16, torch.float16]  # torch.nn runs both on the CPU
 CUDA_DTYPES = [torch.float16, torch.bfloat16]
+DEVICE_DTYPES = ([pytest.param("cpu", dtype) for dtype in CPU_DTYPES]
+                 + [pytest.param("cuda", dtype, marks=pytest.mark.cuda) for dtype in CUDA_DTYPES])
 
 
 def randn(*shape, seed, device="cpu"):
@@ -128,13 +130,13 @@ def check_cell(kind, x_dtype, state, autocast_dtype, device):
 # ------------------------------------------------------------------------------------------------ CPU
 
 
-@pytest.mark.parametrize("autocast_dtype", CPU_DTYPES)
+@pytest.mark.parametrize("device,autocast_dtype", DEVICE_DTYPES)
 @pytest.mark.parametrize("state", ["none", "float32"])
 @pytest.mark.parametrize("x_dtype", ["float32", "autocast"])
 @pytest.mark.parametrize("kind,config", KIND_CONFIGS)
-def test_module_cpu(kind, config, x_dtype, state, autocast_dtype):
+def test_module(kind, config, x_dtype, state, device, autocast_dtype):
     x_dtype = torch.float32 if x_dtype == "float32" else autocast_dtype
-    check_module(kind, config, x_dtype, state, autocast_dtype, "cpu")
+    check_module(kind, config, x_dtype, state, autocast_dtype, device)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -272,16 +274,6 @@ def test_double_backward_under_autocast(kind):
 
 
 # ----------------------------------------------------------------------------------------------- CUDA
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("autocast_dtype", CUDA_DTYPES)
-@pytest.mark.parametrize("state", ["none", "float32"])
-@pytest.mark.parametrize("x_dtype", ["float32", "autocast"])
-@pytest.mark.parametrize("kind,config", KIND_CONFIGS)
-def test_module_cuda(kind, config, x_dtype, state, autocast_dtype):
-    x_dtype = torch.float32 if x_dtype == "float32" else autocast_dtype
-    check_module(kind, config, x_dtype, state, autocast_dtype, "cuda")
 
 
 @pytest.mark.cuda

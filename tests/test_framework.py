@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import fusedrnn
-from conftest import assert_close_relative
+from conftest import assert_close_relative, torch_nn_layer
 
-KINDS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
+KINDS = ["lstm", "gru", "rnn_tanh"]
 
 
-def pair(kind, **kwargs):
+def pair(kind):
     torch.manual_seed(0)
-    plain = KINDS[kind](3, 4, dtype=torch.float64, **kwargs)
+    plain = torch_nn_layer(kind, 3, 4, dtype=torch.float64)
     return plain, fusedrnn.convert(plain)
 
 
