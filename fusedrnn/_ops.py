@@ -29,9 +29,10 @@ workspace_cols times H:
     GRU  [N, 4H]: r, z, n and the hidden-side product W_hn h + b_hn
     RNN  [N, H]:  the activated output
 
-Besides the fake kernels and autograd, each forward op gets an autocast rule (CPU and CUDA: it computes in
-the autocast dtype, outputs in torch.nn's dtypes) and an ADInplaceOrView kernel that keeps its outputs plain
-tensors, so that they take in-place ops; see the registrations at the end of this file.
+The autograd kernels are C++ (csrc/bindings/autograd.cpp): they run the op below ADInplaceOrView, so that
+its outputs are plain tensors that take in-place ops, and call back into _double_backward here for a
+backward with grad mode on. This file registers the fake kernels and an autocast rule per forward op (CPU
+and CUDA: it computes in the autocast dtype, outputs in torch.nn's dtypes).
 """
 
 from __future__ import annotations
@@ -48,22 +49,6 @@ _ops = torch.ops.fusedrnn
 
 def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-class _Layout:
-    """Where each argument sits in a cell's forward and backward ops (see the module docstring)."""
-
-    def __init__(self, cell: Cell):
-        s = cell.states
-        self.states = s
-        self.proj = 1 if cell.projectable else 0
-        self.nonlin = 1 if cell.takes_nonlinearity else 0
-        # forward: x, states[s], w_ih, w_hh, b_ih, b_hh, w_hr?, batch_sizes, reverse, nonlinearity?, training
-        self.w_ih = 1 + s
-        self.batch_sizes = 1 + s + 4 + self.proj
-        self.forward_inputs = self.batch_sizes + 3 + self.nonlin
-        # the tensors a gradient flows to: x, states, w_ih, w_hh, b_ih, b_hh, w_hr?
-        self.differentiable = self.batch_sizes
 
 
 def _fake_workspace(x, hidden, cols_per_unit, training):
@@ -85,32 +70,32 @@ def _fake_bias_grad(w_ih, has_bias):
     return w_ih.new_empty((w_ih.shape[0],) if has_bias else (0,))
 
 
-def _grad_or_zeros(grad, like):
-    return torch.zeros_like(like) if grad is None else grad
-
-
-def _wants_double_backward() -> bool:
-    """backward(create_graph=True) runs the backward with grad mode on: the gradient itself must then be
-    differentiable, which the fused backward ops are not, so it comes from the reference instead."""
-    return torch.is_grad_enabled() and not torch.compiler.is_compiling()
-
-
-def _reference_grads(run_reference, inputs, outputs_grads):
-    """Gradients of the reference step loop at the saved inputs, kept differentiable (create_graph)."""
+def _double_backward(cell_name, inputs, batch_sizes, reverse, nonlinearity, grads_out):
+    """The gradient when the backward runs with grad mode on (backward(create_graph=True)): it must itself be
+    differentiable, which the fused backward ops are not, so it comes from autograd through the reference
+    step loop at the saved inputs. Called by the C++ autograd kernels (csrc/bindings/autograd.cpp) with the
+    forward's differentiable arguments (None where absent) and the output gradients; returns the arguments'
+    gradients, or None to run the fused backward (under torch.compile, where double backward is not
+    supported)."""
+    if torch.compiler.is_compiling():
+        return None
+    cell = CELLS[cell_name]
+    s = cell.states
     leaves = [t for t in inputs if t is not None and t.requires_grad]
-    outputs = run_reference(*inputs)
-    grads = torch.autograd.grad(outputs, leaves, outputs_grads, create_graph=True, allow_unused=True)
+    options = {"nonlinearity": nonlinearity} if cell.takes_nonlinearity else {}
+    states = tuple(inputs[1:1 + s])
+    y, final = getattr(reference, cell_name)(inputs[0], states if s > 1 else states[0], *inputs[1 + s:],
+                                             batch_sizes=batch_sizes, reverse=reverse, **options)
+    outputs = (y, *final) if s > 1 else (y, final)
+    grads = torch.autograd.grad(outputs, leaves, grads_out, create_graph=True, allow_unused=True)
     by_id = {id(t): g for t, g in zip(leaves, grads)}
     return [by_id.get(id(t)) if t is not None else None for t in inputs]
 
 
-def _register(cell: Cell) -> None:
-    """The fake kernels and the autograd formula of one cell's ops."""
-    layout = _Layout(cell)
-    s = layout.states
+def _register_fakes(cell: Cell) -> None:
+    """The fake (shape) kernels of one cell's ops."""
+    s, projected = cell.states, cell.projectable
     forward_op = getattr(_ops, f"{cell.name}_forward")
-    backward_op = getattr(_ops, f"{cell.name}_backward")
-    reference_layer = getattr(reference, cell.name)
 
     @torch.library.register_fake(f"fusedrnn::{cell.name}_forward")
     def _forward_fake(*args):
@@ -123,98 +108,20 @@ def _register(cell: Cell) -> None:
         # grad_y, the final states' gradients, x, the initial states, w_ih, w_hh, w_hr?, has_bias, ...
         x, states = args[1 + s], args[2 + s:2 + 2 * s]
         w_ih, w_hh = args[2 + 2 * s], args[3 + 2 * s]
-        w_hr = args[4 + 2 * s] if layout.proj else None
-        has_bias = args[4 + 2 * s + layout.proj]
+        w_hr = args[4 + 2 * s] if projected else None
+        has_bias = args[4 + 2 * s + projected]
         grads = [_fake_like(x), *(_fake_like(t) for t in states), _fake_like(w_ih), _fake_like(w_hh),
                  _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias)]
-        if layout.proj:
+        if projected:
             grads.append(_fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
         return tuple(grads)
 
-    def setup_context(ctx, inputs, output):
-        b_ih, b_hh = inputs[layout.w_ih + 2], inputs[layout.w_ih + 3]
-        ctx.has_b_ih, ctx.has_b_hh = b_ih is not None, b_hh is not None
-        ctx.reverse = inputs[layout.batch_sizes + 1]
-        ctx.nonlinearity = inputs[layout.batch_sizes + 2] if layout.nonlin else None
-        ctx.training = inputs[-1]
-        y, workspace = output[0], output[-1]
-        ctx.mark_non_differentiable(workspace)
-        # Absent output gradients arrive as None (the backward fills in what it needs): materialized, the
-        # workspace's alone would be a zero-filled [N, W*H] tensor per call.
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(*inputs[:layout.batch_sizes + 1], workspace)
-        # y stays out of the saved tensors, so that in-place ops on it (a residual out += x) are allowed, as
-        # on torch.nn's outputs. The alias shares y's version counter: a changed y is recomputed in backward.
-        ctx.y, ctx.y_version = y.detach(), y._version
-
-    def output_for_backward(ctx, differentiable, batch_sizes):
-        """y as the forward returned it: the kept alias, or a recomputation once y was changed in place."""
-        if ctx.y._version == ctx.y_version:
-            return ctx.y
-        nonlinearity = [ctx.nonlinearity] if layout.nonlin else []
-        with torch.no_grad(), torch.autocast(ctx.y.device.type, enabled=False):
-            return forward_op(*differentiable, batch_sizes, ctx.reverse, *nonlinearity, False)[0]
-
-    def backward(ctx, *output_grads):
-        saved = ctx.saved_tensors
-        differentiable, batch_sizes = list(saved[:layout.differentiable]), saved[layout.differentiable]
-        x, states = differentiable[0], differentiable[1:1 + s]
-        grads_out = [_grad_or_zeros(output_grads[0], ctx.y),
-                     *(_grad_or_zeros(g, t) for g, t in zip(output_grads[1:1 + s], states))]
-        extra = [None] * (layout.forward_inputs - layout.differentiable)  # batch_sizes, flags
-        if _wants_double_backward():
-            def run(x, *rest):
-                layer_states, weights = rest[:s], rest[s:]
-                hx = tuple(layer_states) if s > 1 else layer_states[0]
-                options = {"nonlinearity": ctx.nonlinearity} if layout.nonlin else {}
-                y, final = reference_layer(x, hx, *weights, batch_sizes=batch_sizes, reverse=ctx.reverse,
-                                           **options)
-                return (y, *final) if s > 1 else (y, final)
-            return (*_reference_grads(run, differentiable, grads_out), *extra)
-        if not ctx.training:
-            raise RuntimeError(
-                f"fusedrnn.{cell.name}_forward: backward needs the forward to run with training=True (it "
-                "saves the workspace); fusedrnn.functional sets it whenever grad mode is on and an input "
-                "requires grad")
-        y, workspace = output_for_backward(ctx, differentiable, batch_sizes), saved[-1]
-        w_ih, w_hh = differentiable[layout.w_ih], differentiable[layout.w_ih + 1]
-        w_hr = [differentiable[layout.w_ih + 4]] if layout.proj else []
-        nonlinearity = [ctx.nonlinearity] if layout.nonlin else []
-        grads = backward_op(*grads_out, x, *states, w_ih, w_hh, *w_hr, ctx.has_b_ih or ctx.has_b_hh,
-                            batch_sizes, ctx.reverse, *nonlinearity, y, workspace)
-        grads = list(grads)
-        bias = layout.w_ih + 2
-        grads[bias] = grads[bias] if ctx.has_b_ih else None
-        grads[bias + 1] = grads[bias + 1] if ctx.has_b_hh else None
-        if layout.proj and w_hr[0] is None:
-            grads[bias + 2] = None
-        return (*grads, *extra)
-
-    torch.library.register_autograd(f"fusedrnn::{cell.name}_forward", backward, setup_context=setup_context)
     FORWARD[cell.name] = forward_op
 
 
-# ------------------------------------------------------------------------- dispatch: views and autocast
+# ------------------------------------------------------------------------------------- dispatch: autocast
 
 _lib = torch.library.Library("fusedrnn", "IMPL")  # kept alive: it owns the kernels registered below
-
-
-def _register_plain_outputs(name: str) -> None:
-    """Runs the op's kernel below ADInplaceOrView, as the kernels of PyTorch's own ops run.
-
-    The kernels return y as a view of their [N, P] buffer. A view made by a kernel running above
-    ADInplaceOrView carries view metadata, and autograd refuses in-place changes to a view that a custom
-    autograd function returns (``out += x`` on an RNN's output). Below it, the outputs are plain tensors,
-    with no copy.
-    """
-    op = getattr(_ops, name).default
-    below = torch._C._after_ADInplaceOrView_keyset
-
-    def kernel(keyset, *args):
-        with torch._C._AutoDispatchBelowADInplaceOrView():
-            return op.redispatch(keyset & below, *args)
-
-    _lib.impl(name, kernel, "ADInplaceOrView", with_keyset=True)
 
 
 def _cast(value, device_type: str, dtype: torch.dtype):
@@ -271,9 +178,9 @@ def _register_autocast(cell: Cell, device_type: str) -> None:
 
 
 FORWARD: dict[str, torch._ops.OpOverloadPacket] = {}  # cell name -> its forward op
+_C.set_double_backward(_double_backward)
 for _cell in CELLS.values():
-    _register(_cell)
-    _register_plain_outputs(f"{_cell.name}_forward")
+    _register_fakes(_cell)
     for _device_type in ("cpu", "cuda"):
         _register_autocast(_cell, _device_type)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _cells, functional
+from . import _cells, _ops, functional
 from ._cells import MODES
 
 
@@ -118,32 +118,52 @@ class RNN(_FusedRNNBase, torch.nn.RNN):
 
 
 class _FusedCellBase:
-    """torch.nn's cell input handling around one fused step (a sequence of length 1)."""
+    """torch.nn's cell input handling around one fused step (a sequence of length 1).
+
+    Cells are called once per time step from Python loops, where the fixed cost of a call dominates: the
+    checks take the common path in a few comparisons and the step goes to the op directly (_ops.forward),
+    without functional's layer wrapper."""
 
     __prepare_scriptable__ = _prepare_scriptable
+    _cell = None  # set by each cell class
 
-    def _prepare(self, input, hx, states):
-        name = type(self).__name__
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if hx is not None:
-            for idx, value in enumerate(hx if states == 2 else (hx,)):
-                if value.dim() not in (1, 2):
-                    where = f"hx[{idx}]" if states == 2 else "hidden"
-                    raise ValueError(f"{name}: Expected {where} to be 1D or 2D, got {value.dim()}D instead")
-        is_batched = input.dim() == 2
+    def _step(self, input, hx):
+        """Runs one step; returns (the final states as a tuple, is_batched)."""
+        cell = self._cell
+        dim = input.dim()
+        if dim not in (1, 2):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got {dim}D instead")
+        states = None if hx is None else (tuple(hx) if cell.states == 2 else (hx,))
+        if states is not None and any(state.dim() not in (1, 2) for state in states):
+            self._raise_state_dim(states)
+        is_batched = dim == 2
         if not is_batched:
             input = input.unsqueeze(0)
-        if hx is None:
-            zeros = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
-            hx = (zeros, zeros) if states == 2 else zeros
-        elif not is_batched:
-            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0)) if states == 2 else hx.unsqueeze(0)
-        self._check_sizes(input, hx if states == 2 else (hx,))
-        return input, hx, is_batched
+            if states is not None:
+                states = tuple(state.unsqueeze(0) for state in states)
+        if states is None:
+            states = (torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device),) * cell.states
+        expected = (input.shape[0], self.hidden_size)
+        if input.shape[1] != self.input_size or any(state.shape != expected for state in states):
+            self._raise_size(input, states)
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if cell.projectable:
+            weights += (None,)
+        training = torch.is_grad_enabled() and (input.requires_grad or any(
+            t is not None and t.requires_grad for t in (*states, *weights)))
+        nonlinearity = self.nonlinearity if cell.takes_nonlinearity else None
+        _, final = _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity, training)
+        return final, is_batched
 
-    def _check_sizes(self, input, states):
-        """The checks (and messages) of torch's cell kernels."""
+    def _raise_state_dim(self, states):
+        """torch.nn's error for a state that is neither 1-D nor 2-D."""
+        for idx, value in enumerate(states):
+            if value.dim() not in (1, 2):
+                where = f"hx[{idx}]" if self._cell.states == 2 else "hidden"
+                raise ValueError(f"{type(self).__name__}: Expected {where} to be 1D or 2D, got {value.dim()}D instead")
+
+    def _raise_size(self, input, states):
+        """The errors (and messages) of torch's cell kernels for sizes that do not fit."""
         if input.size(1) != self.input_size:
             raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
         for idx, state in enumerate(states):
@@ -153,34 +173,38 @@ class _FusedCellBase:
             if state.size(1) != self.hidden_size:
                 raise RuntimeError(
                     f"hidden{idx} has inconsistent hidden_size: got {state.size(1)}, expected {self.hidden_size}")
+        raise RuntimeError(f"{type(self).__name__}: expected hx of shape {tuple(input.shape[:1]) + (self.hidden_size,)} "
+                           f"(or ({self.hidden_size},) with an unbatched input), got "
+                           f"{', '.join(str(tuple(state.shape)) for state in states)}")
 
 
 class LSTMCell(_FusedCellBase, torch.nn.LSTMCell):
     """torch.nn.LSTMCell with fusedrnn's kernels."""
 
+    _cell = _cells.LSTM
+
     def forward(self, input, hx=None):
-        input, hx, is_batched = self._prepare(input, hx, states=_cells.LSTM.states)
-        _, (h, c) = functional.lstm(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih,
-                                    self.bias_hh)
+        (h, c), is_batched = self._step(input, hx)
         return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
 
 
 class GRUCell(_FusedCellBase, torch.nn.GRUCell):
     """torch.nn.GRUCell with fusedrnn's kernels."""
 
+    _cell = _cells.GRU
+
     def forward(self, input, hx=None):
-        input, hx, is_batched = self._prepare(input, hx, states=_cells.GRU.states)
-        _, h = functional.gru(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        (h,), is_batched = self._step(input, hx)
         return h if is_batched else h.squeeze(0)
 
 
 class RNNCell(_FusedCellBase, torch.nn.RNNCell):
     """torch.nn.RNNCell (tanh or relu) with fusedrnn's kernels."""
 
+    _cell = _cells.RNN
+
     def forward(self, input, hx=None):
         if self.nonlinearity not in ("tanh", "relu"):  # torch.nn accepts any string until forward
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        input, hx, is_batched = self._prepare(input, hx, states=_cells.RNN.states)
-        _, h = functional.rnn(input.unsqueeze(0), hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                              nonlinearity=self.nonlinearity)
+        (h,), is_batched = self._step(input, hx)
         return h if is_batched else h.squeeze(0)

@@ -2,10 +2,13 @@
 // register the ops; its functions are the C++ side of fusedrnn.backends (diagnostics and controls) and
 // the cell table fusedrnn/_cells.py reads.
 #include <Python.h>
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/python_variable.h>
 
 #include <cstdint>
 #include <cstring>
 
+#include "bindings/double_backward.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/scratch_pool.h"
@@ -105,6 +108,68 @@ PyObject* clear_cpu_scratch_pool(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
+PyObject* double_backward_function = nullptr;  // set by fusedrnn/_ops.py; never released
+
+PyObject* tensor_list(const std::vector<at::Tensor>& tensors) {  // undefined tensors become None
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(tensors.size()));
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < tensors.size(); ++i) PyList_SET_ITEM(list, i, THPVariable_Wrap(tensors[i]));
+  return list;
+}
+
+PyObject* ivalue_object(const c10::IValue& v) {  // a batch_sizes tensor, a nonlinearity string, or None
+  if (v.isTensor()) return THPVariable_Wrap(v.toTensor());
+  if (v.isString()) return PyUnicode_FromString(v.toStringRef().c_str());
+  Py_RETURN_NONE;
+}
+
+// Calls the Python double-backward function: fn(cell_name, inputs, batch_sizes, reverse, nonlinearity,
+// grads_out) -> a list of gradients (None where none), or None for the fused backward.
+std::optional<std::vector<at::Tensor>> python_double_backward(fusedrnn::CellId cell,
+                                                              const std::vector<at::Tensor>& inputs,
+                                                              const c10::IValue& batch_sizes, bool reverse,
+                                                              const c10::IValue& nonlinearity,
+                                                              const std::vector<at::Tensor>& grads_out) {
+  PyGILState_STATE gil = PyGILState_Ensure();
+  const char* name = "";
+  fusedrnn::visit_cell(cell, [&](auto c) { name = decltype(c)::name; });
+  PyObject* result = PyObject_CallFunction(double_backward_function, "sNNONN", name, tensor_list(inputs),
+                                           ivalue_object(batch_sizes), reverse ? Py_True : Py_False,
+                                           ivalue_object(nonlinearity), tensor_list(grads_out));
+  std::optional<std::vector<at::Tensor>> grads;
+  bool ok = result != nullptr;
+  if (ok && result != Py_None) {
+    grads.emplace();
+    for (Py_ssize_t i = 0; ok && i < PyList_Size(result); ++i) {
+      PyObject* item = PyList_GetItem(result, i);
+      ok = item == Py_None || THPVariable_Check(item);
+      if (ok) grads->push_back(item == Py_None ? at::Tensor() : THPVariable_Unpack(item));
+    }
+    if (!ok) PyErr_SetString(PyExc_TypeError, "fusedrnn: the double-backward function must return tensors or None");
+  }
+  Py_XDECREF(result);
+  if (!ok) {
+    python_error error;
+    error.persist();
+    PyGILState_Release(gil);
+    throw std::move(error);
+  }
+  PyGILState_Release(gil);
+  return grads;
+}
+
+PyObject* set_double_backward(PyObject*, PyObject* fn) {
+  if (!PyCallable_Check(fn)) {
+    PyErr_SetString(PyExc_TypeError, "fusedrnn._C.set_double_backward takes a callable");
+    return nullptr;
+  }
+  Py_INCREF(fn);
+  Py_XDECREF(double_backward_function);
+  double_backward_function = fn;
+  fusedrnn::set_double_backward_hook(&python_double_backward);
+  Py_RETURN_NONE;
+}
+
 // The traits of every cell (fusedrnn/cells.h), one dict each, in CellId order.
 PyObject* cells(PyObject*, PyObject*) {
   PyObject* list = PyList_New(0);
@@ -128,6 +193,8 @@ PyObject* cells(PyObject*, PyObject*) {
 }
 
 PyMethodDef methods[] = {
+    {"set_double_backward", set_double_backward, METH_O,
+     "Installs the function that computes a differentiable gradient when backward runs with grad mode on."},
     {"cells", cells, METH_NOARGS, "The traits of every cell: name, id, gates, states, workspace_cols, ..."},
     {"built_with_cuda", built_with_cuda, METH_NOARGS, "True when the CUDA part was compiled."},
     {"cuda_runtime_version", cuda_runtime_version, METH_NOARGS, "CUDA runtime version linked, 0 without CUDA."},
