@@ -93,17 +93,30 @@ def test_inference_reuses_packed_weights():
     assert_close_relative(second, theirs(x)[0].detach(), 1e-5)
 
 
-def test_training_packs_every_call():
-    _, ours, x = lstm_pair()
-    before = cache_stats()
+def test_training_reuses_packed_weights_until_they_change():
+    """A step-by-step training loop calls a layer many times between optimizer steps: the packing is
+    reused, and an optimizer step (an in-place update) makes the next call pack again."""
+    theirs, ours, x = lstm_pair()
+    optimizer = torch.optim.SGD(ours.parameters(), lr=0.1)
+    fusedrnn.backends.cpu.clear_weight_cache()
     ours(x)[0].sum().backward()
+    first = cache_stats()
     ours(x)[0].sum().backward()
-    after = cache_stats()
-    assert after["hits"] == before["hits"]
-    assert after["packs"] - before["packs"] == 2 * 2 * 3  # per call and layer: W_ih, W_hh, W_hh's columns
+    second = cache_stats()
+    assert second["packs"] == first["packs"]
+    assert second["hits"] - first["hits"] == 2 * 3  # per layer: W_ih, W_hh, W_hh's columns
+    optimizer.step()
+    theirs.load_state_dict(ours.state_dict())
+    x.requires_grad_()
+    out = ours(x)[0]
+    assert cache_stats()["packs"] - second["packs"] == 2 * 2  # the forward's W_ih and W_hh, both layers
+    expected = theirs(x)[0]
+    assert_close_relative(out, expected.detach(), 1e-5)
+    grad = torch.randn_like(out)
+    assert_close_relative(torch.autograd.grad(out, x, grad)[0], torch.autograd.grad(expected, x, grad)[0], 1e-5)
 
 
-@pytest.mark.parametrize("change", ["in_place", "data_copy", "load_state_dict", "replace_data"])
+@pytest.mark.parametrize("change", ["in_place", "data_copy", "data_one_element", "load_state_dict", "replace_data"])
 def test_weight_changes_invalidate_the_cache(change):
     theirs, ours, x = lstm_pair(seed=1)
     with torch.no_grad():
@@ -113,6 +126,10 @@ def test_weight_changes_invalidate_the_cache(change):
             ours.weight_hh_l1.copy_(new_weight)
         elif change == "data_copy":  # bypasses the version counter: only the content hash sees it
             ours.weight_hh_l1.data.copy_(new_weight)
+        elif change == "data_one_element":  # the same, for one weight in the middle of the tensor
+            new_weight = ours.weight_hh_l1.detach().clone()
+            new_weight[77, 13] += 0.5
+            ours.weight_hh_l1.data[77, 13] += 0.5
         elif change == "load_state_dict":
             state = ours.state_dict()
             state["weight_hh_l1"] = new_weight

@@ -23,13 +23,12 @@ inline bool fuse_input_product(int64_t batch, int64_t weight_bytes) {
 }
 
 // x: [N, I], w_ih: [G*H, I] (w_ih_source: the caller's tensor, the cache key) -> [N, G*H].
-// use_cache: inference (see packed_weights.h).
 template <typename T>
-at::Tensor input_product(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_ih_source, bool use_cache) {
+at::Tensor input_product(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_ih_source) {
   const StepPasses<T>& kernels = step_passes<T>();
   const int64_t N = x.size(0), I = x.size(1), cols = w_ih.size(0);
   // Columns of W_ih^T in blocks of kPanelVectors * L are W_ih's rows packed as a one-gate layer's.
-  const at::Tensor panels = packed_panels(w_ih_source, w_ih, PanelKind::GateRows, 1, kernels.lanes, use_cache);
+  const at::Tensor panels = packed_panels(w_ih_source, w_ih, PanelKind::GateRows, 1, kernels.lanes);
   at::Tensor out = scratch_empty({N, cols}, x.options());
   const ColumnProduct<T> q{N, I, cols, x.data_ptr<T>(), I, false, panels.data_ptr<T>(), out.data_ptr<T>(), cols, false};
   parallel_shares(panels.size(0), N * I * cols, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
@@ -47,10 +46,10 @@ struct InputSide {
 // x: [N, I], w_ih: [G*H, I], w_hh: the layer's recurrent weight (its size counts towards the decision).
 template <typename T>
 InputSide input_side(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_ih_source,
-                     const at::Tensor& w_hh, int64_t gates, int64_t batch, bool use_cache) {
+                     const at::Tensor& w_hh, int64_t gates, int64_t batch) {
   const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * static_cast<int64_t>(sizeof(T));
-  if (!fuse_input_product(batch, weight_bytes)) return {input_product<T>(x, w_ih, w_ih_source, use_cache), {}};
-  return {{}, packed_panels(w_ih_source, w_ih, PanelKind::GateRows, gates, step_passes<T>().lanes, use_cache)};
+  if (!fuse_input_product(batch, weight_bytes)) return {input_product<T>(x, w_ih, w_ih_source), {}};
+  return {{}, packed_panels(w_ih_source, w_ih, PanelKind::GateRows, gates, step_passes<T>().lanes)};
 }
 
 }  // namespace fusedrnn::cpu

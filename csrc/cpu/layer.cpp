@@ -66,8 +66,8 @@ LayerOutputs forward_typed(const Layer& l, bool training) {
   const Tensor& x = l.x;
   const int64_t N = x.size(0), I = x.size(1), B = l.h0.size(0), P = l.h0.size(1), H = l.w_hh.size(0) / G;
   const StepPasses<T>& kernels = step_passes<T>();
-  const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::GateRows, G, kernels.lanes, !training);
-  const InputSide input = input_side<T>(x, l.w_ih, l.w_ih_source, l.w_hh, G, B, !training);
+  const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::GateRows, G, kernels.lanes);
+  const InputSide input = input_side<T>(x, l.w_ih, l.w_ih_source, l.w_hh, G, B);
 
   Tensor y = at::empty({N, P}, x.options());
   Tensor h = l.h0.clone();  // [B, P]: final hidden state; rows past batch_sizes[t] keep theirs
@@ -146,7 +146,7 @@ LayerGrads backward_typed(const Layer& l, const Tensor& grad_y, const Tensor& gr
   };
 
   if (!l.projected()) {
-    const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::Columns, G, kernels.lanes, false);
+    const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::Columns, G, kernels.lanes);
     run_backward_steps<T>(
         l.steps, panels.size(0), H, B * G * H * H,
         [&](const Step& s, int64_t unit_begin, int64_t unit_end) {

@@ -10,6 +10,10 @@
 #include <mutex>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 #include "cpu/scratch_pool.h"
 #include "cpu/step_args.h"
 
@@ -17,6 +21,20 @@ namespace fusedrnn::cpu {
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
+
+// Mixes the lanes of a hash and the bytes past its last full step into one 64-bit value.
+uint64_t finish_hash(size_t n, const uint64_t* lanes, int count, const unsigned char* rest, size_t rest_bytes) {
+  uint64_t h = n;
+  for (size_t i = 0; i < rest_bytes; i += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, rest + i, std::min<size_t>(8, rest_bytes - i));
+    h = ((h ^ w) * kHashMul) ^ (h >> 31);
+  }
+  for (int l = 0; l < count; ++l) h = ((h ^ lanes[l]) * kHashMul) ^ (h >> 31);
+  return h;
+}
 
 template <typename T>
 void fill_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes, at::Tensor& out) {
@@ -62,32 +80,71 @@ void zero_partial_last_panel(at::Tensor& panels, int64_t size, int64_t per_panel
   if (size % per_panel != 0) panels.select(0, panels.size(0) - 1).zero_();
 }
 
-// A 64-bit hash of a tensor's bytes: eight independent multiply-xor lanes, so it runs near memory speed.
-uint64_t content_hash(const at::Tensor& t) {
-  const at::Tensor c = t.contiguous();
-  const auto* bytes = static_cast<const unsigned char*>(c.data_ptr());
-  const size_t n = c.nbytes(), words = n / 8;
+// A 64-bit hash of n bytes: eight independent multiply-xor lanes (the portable version).
+uint64_t hash_bytes_scalar(const unsigned char* bytes, size_t n) {
+  const size_t words = n / 8;
   constexpr int kLanes = 8;
-  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull;
   uint64_t lane[kLanes];
-  for (int l = 0; l < kLanes; ++l) lane[l] = kMul * (l + 1);
+  for (int l = 0; l < kLanes; ++l) lane[l] = kHashMul * (l + 1);
   size_t i = 0;
   for (; i + kLanes <= words; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
       uint64_t w;
       std::memcpy(&w, bytes + (i + l) * 8, 8);
-      lane[l] = (lane[l] ^ w) * kMul;
+      lane[l] = (lane[l] ^ w) * kHashMul;
       lane[l] ^= lane[l] >> 29;
     }
   }
-  uint64_t h = n;
-  for (; i * 8 < n; ++i) {  // the last words and bytes
-    uint64_t w = 0;
-    std::memcpy(&w, bytes + i * 8, std::min<size_t>(8, n - i * 8));
-    h = ((h ^ w) * kMul) ^ (h >> 31);
+  return finish_hash(n, lane, kLanes, bytes + i * 8, n - i * 8);
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+// The same idea on 64 lanes of 32 bits in eight AVX2 registers, four times the scalar version's rate:
+// that one is bound by its 64-bit multiplies (~16 GB/s here), below the cache's bandwidth. Each step
+// (lane ^ w) * odd is a bijection that keeps the lowest changed bit, so a change in any one word always
+// changes its lane.
+__attribute__((target("avx2"))) uint64_t hash_bytes_avx2(const unsigned char* bytes, size_t n) {
+  constexpr int kVectors = 8;
+  const __m256i mul = _mm256_set1_epi32(static_cast<int>(0x9E3779B1u));
+  __m256i lane[kVectors];
+  for (int v = 0; v < kVectors; ++v) lane[v] = _mm256_set_epi32(8 * v + 8, 8 * v + 7, 8 * v + 6, 8 * v + 5, 8 * v + 4,
+                                                                 8 * v + 3, 8 * v + 2, 8 * v + 1);
+  constexpr size_t kStep = kVectors * 32;
+  size_t i = 0;
+  for (; i + kStep <= n; i += kStep) {
+    for (int v = 0; v < kVectors; ++v) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes + i + 32 * v));
+      lane[v] = _mm256_mullo_epi32(_mm256_xor_si256(lane[v], w), mul);
+    }
   }
-  for (int l = 0; l < kLanes; ++l) h = ((h ^ lane[l]) * kMul) ^ (h >> 31);
-  return h;
+  uint64_t words[kVectors * 4];
+  for (int v = 0; v < kVectors; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 4 * v), lane[v]);
+  return finish_hash(n, words, kVectors * 4, bytes + i, n - i);
+}
+#endif
+
+uint64_t hash_bytes(const unsigned char* bytes, size_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return hash_bytes_avx2(bytes, n);
+#endif
+  return hash_bytes_scalar(bytes, n);
+}
+
+// The hash of a tensor's bytes, over chunks of 256 KB that the threads share (the hash reads the weights
+// once per call, so it runs at memory bandwidth: two cores read faster than one), combined in chunk
+// order, so the result is the same for any thread count.
+uint64_t content_hash(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  const auto* bytes = static_cast<const unsigned char*>(c.data_ptr());
+  constexpr int64_t kChunk = int64_t{256} << 10;
+  const int64_t n = static_cast<int64_t>(c.nbytes()), chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) return hash_bytes(bytes, n);
+  std::vector<uint64_t> parts(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) parts[i] = hash_bytes(bytes + i * kChunk, std::min(kChunk, n - i * kChunk));
+  });
+  return hash_bytes(reinterpret_cast<const unsigned char*>(parts.data()), parts.size() * sizeof(uint64_t));
 }
 
 struct Entry {
@@ -105,7 +162,7 @@ struct Entry {
   uint64_t last_use;
 };
 
-constexpr size_t kMaxEntries = 32;
+constexpr size_t kMaxEntries = 64;  // 3 kinds of panels per layer direction, in training
 
 struct Cache {
   std::mutex mutex;
@@ -132,7 +189,7 @@ bool same_key(const Entry& e, const at::Tensor& source, const at::Tensor& w, Pan
 
 bool still_valid(const Entry& e, const at::Tensor& source, uint64_t hash) {
   return !e.source.expired() && e.version == source._version() && e.data == source.data_ptr() &&
-         e.sizes == source.sizes().vec() && e.hash == hash;
+         c10::IntArrayRef(e.sizes) == source.sizes() && e.hash == hash;
 }
 
 }  // namespace
@@ -157,8 +214,8 @@ at::Tensor pack_columns(const at::Tensor& w, int64_t lanes) {
 }
 
 at::Tensor packed_panels(const at::Tensor& source, const at::Tensor& w, PanelKind kind, int64_t gates,
-                         int64_t lanes, bool use_cache) {
-  if (!use_cache || source.is_inference()) return pack(w, kind, gates, lanes);
+                         int64_t lanes) {
+  if (source.is_inference()) return pack(w, kind, gates, lanes);
   const uint64_t hash = content_hash(source);
   Cache& c = cache();
   {

@@ -25,11 +25,12 @@ at::Tensor pack_gate_rows(const at::Tensor& w, int64_t gates, int64_t lanes);
 // w: [M, C] -> [ceil(C / (4L)), M, 4, L].
 at::Tensor pack_columns(const at::Tensor& w, int64_t lanes);
 
-// The panels of w (the caller's `source`, converted to the compute dtype). With use_cache, from the
-// cache when source has not changed since they were packed (inference tensors are never cached:
-// they have no version counter).
+// The panels of w (the caller's `source`, converted to the compute dtype): from the cache when source
+// has not changed since they were packed (inference tensors are never cached: they have no version
+// counter). Training calls use the cache too: a step-by-step loop calls a layer many times between two
+// optimizer steps, and a call that packs its weights anyway pays only the hash (one read of them).
 at::Tensor packed_panels(const at::Tensor& source, const at::Tensor& w, PanelKind kind, int64_t gates,
-                         int64_t lanes, bool use_cache);
+                         int64_t lanes);
 
 struct PanelCacheStats {
   int64_t packs;    // panels packed (cache misses and uncacheable calls)
