@@ -141,7 +141,7 @@ uint64_t content_hash(const at::Tensor& t) {
   const int64_t n = static_cast<int64_t>(c.nbytes()), chunks = (n + kChunk - 1) / kChunk;
   if (chunks <= 1) return hash_bytes(bytes, n);
   std::vector<uint64_t> parts(chunks);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, chunks, 4, [&](int64_t begin, int64_t end) {  // threads from 1 MB up
     for (int64_t i = begin; i < end; ++i) parts[i] = hash_bytes(bytes + i * kChunk, std::min(kChunk, n - i * kChunk));
   });
   return hash_bytes(reinterpret_cast<const unsigned char*>(parts.data()), parts.size() * sizeof(uint64_t));

@@ -24,7 +24,7 @@ void parallel_shares(int64_t pieces, int64_t macs, const F& f) {
 template <typename StepKernel>
 void run_forward_steps(std::span<const Step> steps, int64_t panels, int64_t macs_per_step,
                        const StepKernel& step_kernel) {
-  const int64_t slots = team_slots(panels, macs_per_step);
+  const int64_t slots = team_slots(panels, macs_per_step, static_cast<int64_t>(steps.size()));
   run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
     for (const Step& s : steps) {
       for_each_share(slot_begin, slot_end, slots, panels, [&](Share sh) { step_kernel(s, sh.begin, sh.end); });
@@ -42,7 +42,7 @@ void run_backward_steps(std::span<const Step> steps, int64_t panels, int64_t hid
                         const CellGrads& cell_grads, const ProductOf& product_of) {
   const StepPasses<T>& kernels = step_passes<T>();
   const int64_t panel_units = kPanelVectors * kernels.lanes;
-  const int64_t slots = team_slots(panels, macs_per_step);
+  const int64_t slots = team_slots(panels, macs_per_step, static_cast<int64_t>(steps.size()));
   run_team(slots, [&](int64_t slot_begin, int64_t slot_end, Team& team) {
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
       for_each_share(slot_begin, slot_end, slots, panels, [&](Share sh) {
