@@ -41,7 +41,7 @@ import math
 
 import torch
 
-from . import _C, _onnx, _tracing, reference  # noqa: F401  (_C loads the library, which registers the ops)
+from . import _C, _onnx, _tracing, reference  # importing _C loads the library, which registers the ops
 from ._cells import CELLS, Cell
 
 _ops = torch.ops.fusedrnn

@@ -142,17 +142,18 @@ class _FusedCellBase:
             if states is not None:
                 states = tuple(state.unsqueeze(0) for state in states)
         if states is None:
-            states = (torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device),) * cell.states
+            zeros = torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
+            states = (zeros,) * cell.states
         expected = (input.shape[0], self.hidden_size)
         if input.shape[1] != self.input_size or any(state.shape != expected for state in states):
             self._raise_size(input, states)
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         if cell.projectable:
             weights += (None,)
-        training = torch.is_grad_enabled() and (input.requires_grad or any(
-            t is not None and t.requires_grad for t in (*states, *weights)))
+        training = functional._needs_grad(input, *states, *weights)
         nonlinearity = self.nonlinearity if cell.takes_nonlinearity else None
-        _, final = _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity, training)
+        _, final = _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity,
+                                training)
         return final, is_batched
 
     def _raise_state_dim(self, states):
@@ -160,7 +161,8 @@ class _FusedCellBase:
         for idx, value in enumerate(states):
             if value.dim() not in (1, 2):
                 where = f"hx[{idx}]" if self._cell.states == 2 else "hidden"
-                raise ValueError(f"{type(self).__name__}: Expected {where} to be 1D or 2D, got {value.dim()}D instead")
+                raise ValueError(
+                    f"{type(self).__name__}: Expected {where} to be 1D or 2D, got {value.dim()}D instead")
 
     def _raise_size(self, input, states):
         """The errors (and messages) of torch's cell kernels for sizes that do not fit."""
@@ -173,9 +175,9 @@ class _FusedCellBase:
             if state.size(1) != self.hidden_size:
                 raise RuntimeError(
                     f"hidden{idx} has inconsistent hidden_size: got {state.size(1)}, expected {self.hidden_size}")
-        raise RuntimeError(f"{type(self).__name__}: expected hx of shape {tuple(input.shape[:1]) + (self.hidden_size,)} "
-                           f"(or ({self.hidden_size},) with an unbatched input), got "
-                           f"{', '.join(str(tuple(state.shape)) for state in states)}")
+        expected = (input.shape[0], self.hidden_size)
+        raise RuntimeError(f"{type(self).__name__}: expected hx of shape {expected} (or ({self.hidden_size},) "
+                           f"with an unbatched input), got {', '.join(str(tuple(s.shape)) for s in states)}")
 
 
 class LSTMCell(_FusedCellBase, torch.nn.LSTMCell):
