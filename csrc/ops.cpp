@@ -1,6 +1,6 @@
 // The schemas of every fusedrnn op. bindings/layer_ops.h holds their kernels, written once over a
-// backend; bindings/cpu.cpp and cuda.cpp register them; fusedrnn/_ops.py registers the fake (shape)
-// and autograd formulas.
+// backend; bindings/cpu.cpp and cuda.cpp register them; bindings/autograd.cpp holds their autograd
+// kernels; fusedrnn/_ops.py registers the fake (shape) and autocast kernels.
 //
 // One op per layer and direction over the whole sequence. x is [T, B, I] (dense) or, when
 // batch_sizes ([T] int64 on the CPU, non-increasing, as in PackedSequence) is given, packed [N, I].

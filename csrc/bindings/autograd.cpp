@@ -135,8 +135,12 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list output_grads) {
     const Layout& l = layout(static_cast<CellId>(ctx->saved_data["cell"].toInt()));
-    const CallOptions options{&l, c10::DispatchKeySet(), ctx->saved_data["batch_sizes"], ctx->saved_data["reverse"].toBool(),
-                              ctx->saved_data["nonlinearity"], ctx->saved_data["training"].toBool()};
+    const CallOptions options{&l,
+                              c10::DispatchKeySet(),
+                              ctx->saved_data["batch_sizes"],
+                              ctx->saved_data["reverse"].toBool(),
+                              ctx->saved_data["nonlinearity"],
+                              ctx->saved_data["training"].toBool()};
     variable_list saved = ctx->get_saved_variables();
     const Tensor workspace = saved.back();
     saved.pop_back();  // saved: the kSlots differentiable arguments

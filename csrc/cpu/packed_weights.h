@@ -1,7 +1,8 @@
 // Recurrent weights packed into the panels the CPU step kernels read (layout: cpu/step_args.h), and a
-// small cache of them so that repeated inference calls do not re-pack.
+// small cache of them so that repeated calls with unchanged weights do not re-pack.
 //
-// Only inference forwards use the cache (training changes the weights every step anyway). An entry is
+// Inference and training calls use the cache (a step-by-step loop calls a layer many times between two
+// optimizer steps); inference-mode tensors are never cached. An entry is
 // keyed by the caller's weight tensor, held weakly (the cache keeps no parameter alive and no new
 // tensor can take its address), and is used only while the tensor's version counter, data pointer,
 // shape and a hash of its contents all still match: in-place changes through the tensor bump the

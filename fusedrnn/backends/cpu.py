@@ -48,14 +48,14 @@ def use_isa(name: str) -> Iterator[str]:
 
 
 def weight_cache_stats() -> dict[str, int]:
-    """The cache of packed recurrent weights, which inference calls reuse while the weights are unchanged:
+    """The cache of packed recurrent weights, which calls reuse while the weights are unchanged:
     {'packs', 'hits'} since import and the 'entries' held now."""
     return _C.cpu_weight_cache_stats()
 
 
 def clear_weight_cache() -> None:
-    """Drops every cached packing of recurrent weights, freeing their memory (the next inference call
-    packs again). Never needed for correctness: the cache notices changed weights by version counter
+    """Drops every cached packing of recurrent weights, freeing their memory (the next call packs
+    again). Never needed for correctness: the cache notices changed weights by version counter
     and content hash."""
     _C.clear_cpu_weight_cache()
 

@@ -59,7 +59,7 @@ def method_lines(device: str, results, min_seconds: float = 0.0) -> list[str]:
         ("modes: inference = both modules in eval mode under no_grad; training = both in train mode, forward "
          "+ backward of the output's sum"),
         (f"time: same weights and inputs, warm-up, interleaved repetitions{repeats}, medians (steady state: "
-         "fusedrnn's CPU inference reuses its packed weights)"),
+         "fusedrnn's CPU calls reuse their packed weights)"),
         ("peak MB cold: memory one call adds right after fusedrnn's packed-weight cache and scratch pool are "
          "emptied and freed memory is handed back (what a first call needs); steady: one call after warm-up, "
          "caches kept (fusedrnn's packed weights and idle scratch stay resident between calls and are not "
