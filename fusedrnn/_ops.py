@@ -116,7 +116,7 @@ def _register_fakes(cell: Cell) -> None:
             grads.append(_fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
         return tuple(grads)
 
-    FORWARD[cell.name] = forward_op
+    FORWARD[cell.name] = forward_op.default  # the overload itself: skips the packet's overload lookup
 
 
 # ------------------------------------------------------------------------------------- dispatch: autocast
@@ -177,7 +177,7 @@ def _register_autocast(cell: Cell, device_type: str) -> None:
     _lib.impl(name, lambda _keyset, *args: autocast(*args), key.name, with_keyset=True)
 
 
-FORWARD: dict[str, torch._ops.OpOverloadPacket] = {}  # cell name -> its forward op
+FORWARD: dict[str, torch._ops.OpOverload] = {}  # cell name -> its forward op
 _C.set_double_backward(_double_backward)
 for _cell in CELLS.values():
     _register_fakes(_cell)

@@ -130,10 +130,23 @@ class _FusedCellBase:
     def _step(self, input, hx):
         """Runs one step; returns (the final states as a tuple, is_batched)."""
         cell = self._cell
+        if hx is not None and input.dim() == 2:  # the usual call: batched, with a state of the right shape
+            states = tuple(hx) if cell.states == 2 else (hx,)
+            expected = (input.shape[0], self.hidden_size)
+            if (input.shape[1] == self.input_size and len(states) == cell.states
+                    and all(state.shape == expected for state in states)):
+                return self._run(input, states), True
+        return self._step_any(input, hx)
+
+    def _step_any(self, input, hx):
+        """_step for every call: unbatched input, no state, and the errors for shapes that do not fit."""
+        cell = self._cell
         dim = input.dim()
         if dim not in (1, 2):
             raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got {dim}D instead")
         states = None if hx is None else (tuple(hx) if cell.states == 2 else (hx,))
+        if states is not None and len(states) != cell.states:
+            raise RuntimeError(f"{cell.name}_cell expects two hidden states")  # torch.nn's words
         if states is not None and any(state.dim() not in (1, 2) for state in states):
             self._raise_state_dim(states)
         is_batched = dim == 2
@@ -147,14 +160,17 @@ class _FusedCellBase:
         expected = (input.shape[0], self.hidden_size)
         if input.shape[1] != self.input_size or any(state.shape != expected for state in states):
             self._raise_size(input, states)
+        return self._run(input, states), is_batched
+
+    def _run(self, input, states):
+        """The fused step on a checked batched input and state tuple; returns the final states."""
+        cell = self._cell
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         if cell.projectable:
             weights += (None,)
         training = functional._needs_grad(input, *states, *weights)
         nonlinearity = self.nonlinearity if cell.takes_nonlinearity else None
-        _, final = _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity,
-                                training)
-        return final, is_batched
+        return _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity, training)[1]
 
     def _raise_state_dim(self, states):
         """torch.nn's error for a state that is neither 1-D nor 2-D."""

@@ -72,6 +72,7 @@ BAD_CALLS = [
     ("GRUCell", {}, lambda: (torch.randn(3, 4), torch.randn(2, 6))),                 # batch mismatch
     ("LSTMCell", {}, lambda: (torch.randn(3, 4), (torch.randn(3, 6), torch.randn(1, 3, 6)))),  # 3-D c
     ("RNNCell", {}, lambda: (torch.randn(4), torch.randn(1, 1, 6))),                 # 3-D hx
+    ("LSTMCell", {}, lambda: (torch.randn(3, 4), (torch.randn(3, 6),) * 3)),         # three states
     ("RNNCell", dict(nonlinearity="gelu"), lambda: (torch.randn(3, 4),)),           # unknown nonlinearity
 ]
 

@@ -15,10 +15,16 @@ namespace {
 
 using at::Tensor;
 
+// t in dtype; t itself when it is already (a step-by-step call is short enough that the dispatcher
+// round trip of a no-op Tensor::to shows).
+Tensor to_dtype(const Tensor& t, at::ScalarType dtype) {
+  return !t.defined() || t.scalar_type() == dtype ? t : t.to(dtype);
+}
+
 // Brings every tensor to the compute dtype, contiguous.
 struct ToCompute {
   at::ScalarType dtype;
-  Tensor operator()(const Tensor& t) const { return t.to(dtype).contiguous(); }
+  Tensor operator()(const Tensor& t) const { return to_dtype(t, dtype).contiguous(); }
   OptTensor operator()(const OptTensor& t) const {
     if (!t.has_value() || !t->defined()) return std::nullopt;
     return (*this)(*t);
@@ -28,11 +34,9 @@ struct ToCompute {
 Tensor as_packed(const Tensor& t, const LayerShape& s) { return t.reshape({s.N, t.size(-1)}); }
 
 Tensor as_layout(const Tensor& t2d, const LayerShape& s, at::ScalarType dtype) {
-  const Tensor out = t2d.to(dtype);
+  const Tensor out = to_dtype(t2d, dtype);
   return s.packed ? out : out.view({s.T, s.B, t2d.size(1)});
 }
-
-Tensor to_dtype(const Tensor& t, at::ScalarType dtype) { return t.defined() ? t.to(dtype) : t; }
 
 // A layer's tensors as the kernels read them: compute dtype, contiguous, x packed [N, I].
 struct Layer {
@@ -197,7 +201,7 @@ LayerOutputs forward(const LayerInputs& in, bool training) {
     return AT_DISPATCH_FLOATING_TYPES(l.x.scalar_type(), "fusedrnn_forward_cpu",
                                       [&] { return forward_typed<Cell, scalar_t>(l, training); });
   });
-  return {as_layout(out.y, in.shape, dtype), out.h_n.to(dtype), to_dtype(out.c_n, dtype), out.workspace};
+  return {as_layout(out.y, in.shape, dtype), to_dtype(out.h_n, dtype), to_dtype(out.c_n, dtype), out.workspace};
 }
 
 LayerGrads backward(const LayerInputs& in, const LayerGradInputs& grads) {
@@ -214,8 +218,9 @@ LayerGrads backward(const LayerInputs& in, const LayerGradInputs& grads) {
     });
   });
   const auto dtype = in.x.scalar_type();
-  return {as_layout(g.dx, s, dtype), g.dh0.to(dtype), to_dtype(g.dc0, dtype), g.dw_ih.to(dtype),
-          g.dw_hh.to(dtype), g.db_ih.to(dtype), g.db_hh.to(dtype), g.dw_hr.to(dtype)};
+  return {as_layout(g.dx, s, dtype), to_dtype(g.dh0, dtype),   to_dtype(g.dc0, dtype),
+          to_dtype(g.dw_ih, dtype),   to_dtype(g.dw_hh, dtype), to_dtype(g.db_ih, dtype),
+          to_dtype(g.db_hh, dtype),   to_dtype(g.dw_hr, dtype)};
 }
 
 }  // namespace fusedrnn::cpu
