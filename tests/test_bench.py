@@ -15,6 +15,8 @@ import torch
 import fusedrnn
 from fusedrnn import _sources
 from fusedrnn.bench import runner
+from fusedrnn.bench.floor import make_floor_step
+from fusedrnn.bench.report import markdown_table
 from fusedrnn.bench.runner import Case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +160,31 @@ def test_step_by_step_cases_loop_over_single_steps(cell):
     errors = runner.compare(case, plain, fused, x)
     assert "input grad" in errors and max(errors.values()) < 1e-10
     assert runner.forward(case, fused, x)[0].shape == (3, 2, 5)
+
+
+@pytest.mark.parametrize("mode,per_step", [("inference", 2), ("training", 6)])
+def test_the_floor_runs_each_step_matrix_products_on_the_same_weights(mode, per_step):
+    """floor: per call, x W_ih^T and h W_hh^T (training adds both data gradients and both weight
+    gradients), on the module's own weights; the report gets its column."""
+    case = Case("lstm", "float32", 1, 3, 5, layers=2, mode=mode, loop=4)
+    plain, fused, x = runner.build_pair(case)
+    weights = {p.data_ptr() for name, p in fused.named_parameters() if name.startswith("weight_")}
+    products = []
+
+    class Products(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in (torch.mm, torch.Tensor.addmm_):
+                products.append({a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)})
+            return func(*args, **(kwargs or {}))
+
+    step = make_floor_step(case, fused, x)
+    with Products():
+        step()
+    assert len(products) == case.loop * case.layers * per_step
+    assert set().union(*products) >= weights
+    result = runner.run_case(case, repeats=1, warmup=1, first_calls=0)
+    assert result.floor_ms > 0 and result.over_floor == result.fused_ms / result.floor_ms
+    assert "| floor ms | fusedrnn / floor |" in markdown_table([result])
 
 
 def test_autocast_cases_run_float32_modules_under_autocast():

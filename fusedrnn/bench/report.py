@@ -26,6 +26,9 @@ def markdown_table(results) -> str:
         head += ["torch.nn graph ms", "fusedrnn graph ms", "graph speed-up", "fusedrnn graph us/step", "algorithm"]
     else:
         head += ["torch.nn first ms", "fusedrnn first ms", "first speed-up"]
+    loop = any(r.case.loop for r in results)
+    if loop:
+        head += ["floor ms", "fusedrnn / floor"]
     head += ["torch.nn peak MB cold", "fusedrnn peak MB cold", "torch.nn peak MB steady", "fusedrnn peak MB steady",
              "max rel err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -40,6 +43,8 @@ def markdown_table(results) -> str:
             row += [_ms(r.torch_graph_ms), _ms(r.fused_graph_ms), _x(r.graph_speedup), per_step, r.algorithm or "n/a"]
         else:
             row += [_ms(r.torch_first_ms), _ms(r.fused_first_ms), _x(r.first_speedup)]
+        if loop:
+            row += [_ms(r.floor_ms), _x(r.over_floor)]
         row += [_mb(r.torch_cold_peak_mb), _mb(r.fused_cold_peak_mb), _mb(r.torch_steady_peak_mb),
                 _mb(r.fused_steady_peak_mb), f"{r.max_rel_err:.1e}"]
         lines.append("| " + " | ".join(row) + " |")
@@ -71,6 +76,9 @@ def method_lines(device: str, results, min_seconds: float = 0.0) -> list[str]:
     if any(r.case.loop for r in results):
         lines.insert(1, "step by step: each timed call is a Python loop of module calls (a cell, or a layer with "
                         "T = 1) with the state fed back; training: one backward of the sum of all outputs")
+        lines.insert(2, "floor: the same calls' matrix products alone as torch.mm over the same weights (inference: "
+                        "x W_ih^T and h W_hh^T; training also dG W_ih, dG W_hh, dW_ih += dG^T x, dW_hh += dG^T h), "
+                        "timed in the same rounds; fusedrnn / floor = how far the fused calls are above it")
     if any(r.case.autocast for r in results):
         lines.insert(1, "autocast: float32 modules, the input in the autocast dtype (as an autocast nn.Linear before them "
                         "gives it), the forward under torch.autocast(device, dtype)")

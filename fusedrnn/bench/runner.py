@@ -6,7 +6,7 @@ training).
 Method: the first call after the caches are emptied (CPU), then warm-up and interleaved repetitions
 (torch.nn, fused, torch.nn, ...) so that both sides see the same machine state; medians. CPU:
 perf_counter. CUDA: CUDA events around each call, and the same step captured in a CUDA graph and
-replayed, for both sides.
+replayed, for both sides. Step-by-step cases also time their floor (bench/floor.py) in the same rounds.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 import torch
 
 import fusedrnn
+
+from .floor import make_floor_step
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN, "lstmcell": torch.nn.LSTMCell,
            "grucell": torch.nn.GRUCell, "rnncell": torch.nn.RNNCell}
@@ -73,6 +75,7 @@ class Result:
     max_rel_err: float  # see compare(): output (inference) or output, dx and weight gradients (training)
     worst_tensor: str  # where max_rel_err was found
     algorithm: str | None = None  # CUDA: which fused algorithm ran (step, persistent or mixed)
+    floor_ms: float | None = None  # step by step: the calls' matrix products alone (bench/floor.py)
 
     @property
     def speedup(self) -> float:
@@ -83,6 +86,10 @@ class Result:
         if self.torch_first_ms is None or self.fused_first_ms is None:
             return None
         return self.torch_first_ms / self.fused_first_ms
+
+    @property
+    def over_floor(self) -> float | None:
+        return None if self.floor_ms is None else self.fused_ms / self.floor_ms
 
     @property
     def graph_speedup(self) -> float | None:
@@ -96,6 +103,7 @@ class Result:
         d["speedup"] = self.speedup
         d["first_speedup"] = self.first_speedup
         d["graph_speedup"] = self.graph_speedup
+        d["over_floor"] = self.over_floor
         return d
 
 
@@ -337,9 +345,13 @@ def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float 
         for step in steps.values():  # warm again before the steady-state timing
             step()
     repeats = timed_repeats(slowest_warmup_ms, repeats, min_seconds)
-    times = {name: [] for name in steps}
+    timed = dict(steps)
+    if case.loop:  # the floor, timed in the same rounds as both sides
+        timed["floor"] = make_floor_step(case, fused, x)
+        timed["floor"]()
+    times = {name: [] for name in timed}
     for _ in range(repeats):
-        for name, step in steps.items():
+        for name, step in timed.items():
             times[name].append(timer(step))
     graph_ms = {"torch": None, "fused": None}
     if case.device == "cuda":
@@ -352,4 +364,5 @@ def run_case(case: Case, repeats: int = 10, warmup: int = 3, min_seconds: float 
         graph_ms = {name: statistics.median(t) if t else None for name, t in graph_times.items()}
     return Result(case, statistics.median(times["torch"]), statistics.median(times["fused"]), first_ms["torch"],
                   first_ms["fused"], graph_ms["torch"], graph_ms["fused"], cold_peaks["torch"], cold_peaks["fused"],
-                  steady_peaks["torch"], steady_peaks["fused"], errors[worst], worst, algorithm)
+                  steady_peaks["torch"], steady_peaks["fused"], errors[worst], worst, algorithm,
+                  statistics.median(times["floor"]) if case.loop else None)
