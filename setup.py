@@ -2,7 +2,7 @@
 
 FUSEDRNN_CUDA=auto (default) | 1 (require CUDA) | 0 (CPU only).
 TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX"; MAX_JOBS limits parallel compile jobs.
-Build against the installed torch: pip install --no-build-isolation .
+`pip install .` builds against the installed torch (see build_backend/fusedrnn_build.py).
 """
 
 import glob
@@ -142,6 +142,8 @@ def extension():
 WITH_CUDA = want_cuda()
 
 setup(
+    # The extension loads only under the torch it was compiled against: the wheel asks for that version.
+    install_requires=[f"torch=={torch.__version__.split('+')[0]}"],
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExt},
 )

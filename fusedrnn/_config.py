@@ -12,8 +12,8 @@ import os
 
 import torch
 
-REBUILD = ("rebuild fusedrnn against the torch you run: pip install --no-build-isolation --no-deps "
-           "--force-reinstall <fusedrnn source folder> (or `make build` in it)")
+REBUILD = ("rebuild fusedrnn against the torch you run: pip install --no-deps --force-reinstall "
+           "<fusedrnn source folder> (or `make build` in it)")
 
 
 def build_info() -> dict | None:

@@ -36,7 +36,7 @@ def test_another_torch_version_is_refused_at_import():
     assert run.returncode != 0
     message = run.stderr.strip().splitlines()[-1]
     assert message.startswith("ImportError: fusedrnn was built against torch " + BUILD["torch"])
-    assert "torch 2.0.0 is running" in message and "pip install --no-build-isolation" in message
+    assert "torch 2.0.0 is running" in message and "pip install --no-deps --force-reinstall" in message
 
 
 def test_a_cpu_only_torch_is_refused_by_a_cuda_build_only():
@@ -56,7 +56,8 @@ def test_sdist_carries_every_source_the_build_uses(tmp_path):
     (archive,) = tmp_path.glob("fusedrnn-*.tar.gz")
     with tarfile.open(archive) as tar:
         packed = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    tracked = subprocess.run(["git", "ls-files", "csrc", "fusedrnn", "setup.py", "pyproject.toml", "README.md"],
+    tracked = subprocess.run(["git", "ls-files", "csrc", "fusedrnn", "build_backend", "setup.py", "pyproject.toml",
+                              "README.md", "LICENSE"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert tracked and not set(tracked) - packed, sorted(set(tracked) - packed)
     assert "fusedrnn/_build_info.py" not in packed  # this checkout's build record is not the sdist's
