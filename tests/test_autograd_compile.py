@@ -72,6 +72,24 @@ def test_opcheck_backward(cell, varlen):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+def test_single_row_step_gradcheck_and_opcheck(cell):
+    """One step of one row (a cell call at batch 1) multiplies the unpacked weights on the CPU
+    (cpu/layer.cpp, single_row_step): gradcheck and opcheck on that path too, at an H that is not a
+    multiple of the vector width."""
+    case = make_case(cell, 1, 1, 4, 11, seed=6)
+
+    def f(*tensors):
+        return run(functional, case.rebind(tensors))
+
+    assert torch.autograd.gradcheck(f, case.tensors(), eps=1e-6, atol=1e-8, rtol=1e-6)
+    torch.library.opcheck(forward_op(cell).default, forward_args(case, True))
+    inference = case.with_tensors(case.tensors(), requires_grad=False)
+    torch.library.opcheck(forward_op(cell).default, forward_args(inference, False))
+    op, args = backward_op_args(case)
+    torch.library.opcheck(op.default, args)
+
+
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("varlen", [False, True])
 def test_compile_fullgraph_matches_eager(cell, varlen):
     case = make_case(cell, 6, 3, 4, 5, varlen=varlen, reverse=True, dtype=torch.float32, seed=10)

@@ -26,6 +26,8 @@ struct StepPasses {
   int64_t lanes;                   // L: SIMD lanes of T, the panels' vector width
   CellPasses<T> cells[kCellCount];  // indexed by CellId
   void (*column_product)(const ColumnProduct<T>&, int64_t panel_begin, int64_t panel_end);
+  void (*row_dots)(const MatVec<T>&, int64_t row_begin, int64_t row_end);
+  void (*column_sums)(const MatVec<T>&, int64_t col_begin, int64_t col_end);
 
   template <typename Cell>
   const CellPasses<T>& of() const { return cells[static_cast<int>(Cell::id)]; }

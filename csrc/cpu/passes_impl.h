@@ -238,7 +238,8 @@ struct ForwardUnit {
 };
 
 // One forward step of Cell for panels [panel_begin, panel_end) and every row: the products in
-// registers, then the cell's math on the accumulators; h (and c, the workspace) go to memory.
+// registers (or, where they were computed before the step, read from p.hh), then the cell's math on
+// them; h (and c, the workspace) go to memory.
 template <typename Cell, typename T>
 void forward_step(const ForwardStep<T>& p, int64_t panel_begin, int64_t panel_end) {
   using M = VecMath<T>;
@@ -247,30 +248,44 @@ void forward_step(const ForwardStep<T>& p, int64_t panel_begin, int64_t panel_en
   constexpr int blocks = forward_panel_blocks(G);
   static_assert(Cell::input_apart < 0 || blocks == 1, "a gate kept apart needs one unit block per panel");
   const int64_t H = p.hidden;
-  forward_panels<T, G * blocks, Cell::input_apart>(
-      p.rows, p.product, panel_begin, panel_end,
-      [&](int64_t r, int64_t panel, const Vec<T>(&hh)[G * blocks], const Vec<T>& input_only) {
-        for (int b = 0; b < blocks; ++b) {
-          const int64_t j = (panel * blocks + b) * L;
-          if (j >= H) break;
-          const int64_t n = std::min(L, H - j);
-          const ForwardUnit<T, Cell::input_apart> unit{
-              hh + b * G,
-              input_only,
-              p.xproj ? p.xproj + r * G * H : nullptr,  // null: fused input product
-              p.b_ih,
-              p.b_hh,
-              Cell::h_feeds_through ? p.product.h_prev.row(r) : nullptr,
-              p.c ? p.c + r * H : nullptr,
-              p.workspace ? p.workspace + r * Cell::workspace_cols * H : nullptr,
-              H,
-              j,
-              n};
-          const Vec<T> h = Cell::template forward<M, Vec<T>>(unit, p.act);
-          store(h, p.h + r * H, j, n);
-          if (p.y) store(h, p.y + r * H, j, n);
+  const auto epilogue = [&](int64_t r, int64_t panel, const Vec<T>(&hh)[G * blocks], const Vec<T>& input_only) {
+    for (int b = 0; b < blocks; ++b) {
+      const int64_t j = (panel * blocks + b) * L;
+      if (j >= H) break;
+      const int64_t n = std::min(L, H - j);
+      const ForwardUnit<T, Cell::input_apart> unit{
+          hh + b * G,
+          input_only,
+          p.xproj ? p.xproj + r * G * H : nullptr,  // null: fused input product
+          p.b_ih,
+          p.b_hh,
+          Cell::h_feeds_through ? p.product.h_prev.row(r) : nullptr,
+          p.c ? p.c + r * H : nullptr,
+          p.workspace ? p.workspace + r * Cell::workspace_cols * H : nullptr,
+          H,
+          j,
+          n};
+      const Vec<T> h = Cell::template forward<M, Vec<T>>(unit, p.act);
+      store(h, p.h + r * H, j, n);
+      if (p.y) store(h, p.y + r * H, j, n);
+    }
+  };
+  if (!p.hh) {
+    forward_panels<T, G * blocks, Cell::input_apart>(p.rows, p.product, panel_begin, panel_end, epilogue);
+    return;
+  }
+  for (int64_t panel = panel_begin; panel < panel_end; ++panel) {  // the units a panel would hold
+    for (int64_t r = 0; r < p.rows; ++r) {
+      Vec<T> hh[G * blocks];
+      for (int b = 0; b < blocks; ++b) {
+        const int64_t j = (panel * blocks + b) * L;
+        for (int g = 0; g < G; ++g) {
+          hh[b * G + g] = j < H ? load(p.hh + r * G * H, g * H + j, std::min(L, H - j)) : Vec<T>(T(0));
         }
-      });
+      }
+      epilogue(r, panel, hh, Vec<T>(T(0)));
+    }
+  }
 }
 
 // The view a cell's backward reads and writes one vector of units through: units [j, j + n) of row r.
@@ -355,9 +370,59 @@ void column_product(const ColumnProduct<T>& p, int64_t panel_begin, int64_t pane
   }
 }
 
+// Row dots over rows [row_begin, row_end): four rows share each load of v, two vectors per row in
+// flight; the last partial vector loads zero-filled.
+template <typename T>
+void row_dots(const MatVec<T>& p, int64_t row_begin, int64_t row_end) {
+  constexpr int64_t L = Vec<T>::size();
+  constexpr int R = 4;
+  const int64_t K = p.cols;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += R) {
+    const int rows = static_cast<int>(std::min<int64_t>(R, row_end - r0));
+    const T* w[R];
+    for (int r = 0; r < R; ++r) w[r] = p.w + (r0 + std::min(r, rows - 1)) * K;  // short tile: repeat a row
+    Vec<T> acc[R][2];
+    tile_zero(acc);
+    int64_t k = 0;
+    for (; k + 2 * L <= K; k += 2 * L) {
+      const Vec<T> v0 = Vec<T>::loadu(p.v + k), v1 = Vec<T>::loadu(p.v + k + L);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        acc[r][0] = at::vec::fmadd(Vec<T>::loadu(w[r] + k), v0, acc[r][0]);
+        acc[r][1] = at::vec::fmadd(Vec<T>::loadu(w[r] + k + L), v1, acc[r][1]);
+      }
+    }
+    for (; k < K; k += L) {
+      const int64_t n = std::min(L, K - k);
+      const Vec<T> v = Vec<T>::loadu(p.v + k, n);
+      for (int r = 0; r < R; ++r) acc[r][0] = at::vec::fmadd(Vec<T>::loadu(w[r] + k, n), v, acc[r][0]);
+    }
+    for (int r = 0; r < rows; ++r) {
+      T lanes[L];
+      (acc[r][0] + acc[r][1]).store(lanes);
+      T sum = T(0);
+      for (int64_t i = 0; i < L; ++i) sum += lanes[i];
+      p.out[r0 + r] = sum;
+    }
+  }
+}
+
+// Column sums over columns [col_begin, col_end): out's columns stay in L1 while the rows stream by.
+template <typename T>
+void column_sums(const MatVec<T>& p, int64_t col_begin, int64_t col_end) {
+  if (!p.accumulate) std::fill(p.out + col_begin, p.out + col_end, T(0));
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const Vec<T> a(p.v[r]);
+    const T* w = p.w + r * p.cols;
+    for_each_vector<T>(col_begin, col_end, [&](int64_t c, int64_t n) {
+      store(at::vec::fmadd(a, Vec<T>::loadu(w + c, n), load(p.out, c, n)), p.out, c, n);
+    });
+  }
+}
+
 template <typename T>
 StepPasses<T> make_step_passes() {
-  StepPasses<T> passes{Vec<T>::size(), {}, &column_product<T>};
+  StepPasses<T> passes{Vec<T>::size(), {}, &column_product<T>, &row_dots<T>, &column_sums<T>};
   for_each_cell([&](auto cell) {
     using Cell = decltype(cell);
     passes.cells[static_cast<int>(Cell::id)] = {&forward_step<Cell, T>, &backward_step<Cell, T>};

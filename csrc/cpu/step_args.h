@@ -46,6 +46,7 @@ struct ForwardStep {
   RecurrentProduct<T> product;  // its h_prev also feeds cells whose h' reads h directly (GRU); with the
                                 // input product fused, the cell's input_apart gate keeps x apart
   const T* xproj;  // [rows, G*H]: x W_ih^T (no bias), or nullptr when product.input_panels is set
+  const T* hh;     // [rows, G*H]: h_prev W_hh^T computed before the step (product unused), or nullptr
   const T* b_ih;   // [G*H] or nullptr
   const T* b_hh;   // [G*H] or nullptr
   T* c;            // [rows, H]: previous cell state in, new cell state out (cells with c), else nullptr
@@ -82,6 +83,19 @@ struct ColumnProduct {
   T* out;            // [rows, cols], row stride ldo
   int64_t ldo;
   bool accumulate;   // add to out (cells with h_feeds_through: out already holds the direct part)
+};
+
+// A matrix-vector product on a caller's unpacked, row-major matrix: a single row's step reads each
+// weight once either way, and unpacked it needs no packed-weight cache (whose check reads them again).
+//   row dots:    out[r] = sum over c of w[r][c] v[c], for a range of rows r;
+//   column sums: out[c] (+)= sum over r of v[r] w[r][c], for a range of columns c.
+template <typename T>
+struct MatVec {
+  const T* w;       // [rows, cols]
+  int64_t rows, cols;
+  const T* v;       // [cols] (row dots) or [rows] (column sums)
+  T* out;           // [rows] (row dots) or [cols] (column sums)
+  bool accumulate;  // column sums: add to out
 };
 
 }  // namespace fusedrnn::cpu
