@@ -34,7 +34,7 @@ def test_float64_matches_reference(cell, T, B, H, bias, reverse, varlen, cpu_isa
     check_against_reference(case, torch.float64)
 
 
-REDUCED_SIZES = [(1, 1, 1), (1, 1, 67), (2, 3, 5), (7, 8, 32), (33, 3, 67), (33, 8, 5)]
+REDUCED_SIZES = [(1, 1, 1), (2, 3, 5), (7, 8, 32), (33, 3, 67), (33, 8, 5)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
