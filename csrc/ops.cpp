@@ -7,6 +7,8 @@
 // y has x's layout with P features (P = proj_size when w_hr is given, else H). workspace is what
 // the backward needs, [N, cols] in the accumulate dtype (float32 for half/bfloat16 inputs), empty
 // when training=False; its columns are each cell's workspace_cols (csrc/fusedrnn/lstm.h, gru.h, rnn.h).
+// A backward with input_grad=False skips dx (returned as [0]): autograd asks for it only when x requires
+// grad, and a step-by-step call's x seldom does (dx is a whole product with W_ih, per call).
 #include <torch/library.h>
 
 TORCH_LIBRARY(fusedrnn, m) {
@@ -17,14 +19,14 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "lstm_backward(Tensor grad_y, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
       "Tensor w_ih, Tensor w_hh, Tensor? w_hr, bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, "
-      "Tensor workspace) -> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, "
-      "Tensor db_hh, Tensor dw_hr)");
+      "Tensor workspace, bool input_grad=True) -> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, "
+      "Tensor db_ih, Tensor db_hh, Tensor dw_hr)");
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "Tensor? batch_sizes, bool reverse, bool training) -> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "gru_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, Tensor workspace) "
+      "bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, Tensor workspace, bool input_grad=True) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
@@ -32,6 +34,7 @@ TORCH_LIBRARY(fusedrnn, m) {
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "rnn_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "bool has_bias, Tensor? batch_sizes, bool reverse, str nonlinearity, Tensor y, Tensor workspace) "
+      "bool has_bias, Tensor? batch_sizes, bool reverse, str nonlinearity, Tensor y, Tensor workspace, "
+      "bool input_grad=True) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
 }

@@ -14,8 +14,10 @@ b_hh, w_hr (projectable cells), batch_sizes, reverse, nonlinearity (cells that t
 y, the final states, workspace. Each has a ``*_backward`` op:
 
     <cell>_backward(grad_y, the final states' gradients, x, the initial states, w_ih, w_hh, w_hr?,
-                    has_bias, batch_sizes?, reverse, nonlinearity?, y, workspace)
+                    has_bias, batch_sizes?, reverse, nonlinearity?, y, workspace, input_grad=True)
         -> (dx, the initial states' gradients, dw_ih, dw_hh, db_ih, db_hh, dw_hr?)
+
+(dx is [0] when input_grad is False: the autograd kernel passes whether x needs a gradient.)
 
 x is dense [T, B, I], or packed [N, I] when batch_sizes ([T] int64 on the CPU, non-increasing) is given; y
 has x's layout with P features (P = proj_size when w_hr is given, else hidden_size); h0/h_n are [B, P],
@@ -105,12 +107,14 @@ def _register_fakes(cell: Cell) -> None:
 
     @torch.library.register_fake(f"fusedrnn::{cell.name}_backward")
     def _backward_fake(*args):
-        # grad_y, the final states' gradients, x, the initial states, w_ih, w_hh, w_hr?, has_bias, ...
+        # grad_y, the final states' gradients, x, the initial states, w_ih, w_hh, w_hr?, has_bias, ...,
+        # workspace, input_grad (when given: it defaults to True)
         x, states = args[1 + s], args[2 + s:2 + 2 * s]
         w_ih, w_hh = args[2 + 2 * s], args[3 + 2 * s]
         w_hr = args[4 + 2 * s] if projected else None
         has_bias = args[4 + 2 * s + projected]
-        grads = [_fake_like(x), *(_fake_like(t) for t in states), _fake_like(w_ih), _fake_like(w_hh),
+        input_grad = args[-1] if isinstance(args[-1], bool) else True
+        grads = [_fake_like(x) if input_grad else x.new_empty((0,)), *(_fake_like(t) for t in states), _fake_like(w_ih), _fake_like(w_hh),
                  _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias)]
         if projected:
             grads.append(_fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))

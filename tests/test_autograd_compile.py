@@ -89,6 +89,31 @@ def test_single_row_step_gradcheck_and_opcheck(cell):
     torch.library.opcheck(op.default, args)
 
 
+@pytest.mark.parametrize("steps,batch", [(1, 1), (3, 2)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_without_input_grad(cell, steps, batch):
+    """When x needs no gradient the backward skips dx (input_grad=False, dx [0]); every other gradient
+    is the same as with it, bit for bit (single-row path and batched path)."""
+    case = make_case(cell, steps, batch, 4, 5, seed=12)
+    tensors = case.tensors()
+    grads_out = None
+    results = []
+    for x_requires_grad in (True, False):
+        leaves = [t.detach().clone().requires_grad_(i > 0 or x_requires_grad) for i, t in enumerate(tensors)]
+        outputs = run(functional, case.rebind(leaves))
+        grads_out = grads_out or random_like(outputs, 13)
+        wanted = [t for t in leaves if t.requires_grad]
+        results.append(torch.autograd.grad(outputs, wanted, grads_out))
+    with_x, without_x = results
+    assert len(without_x) == len(with_x) - 1 and with_x[0].shape == tensors[0].shape
+    for a, b in zip(with_x[1:], without_x):
+        assert torch.equal(a, b)
+    op, args = backward_op_args(case)
+    dx = op(*args, input_grad=False)[0]
+    assert dx.shape == (0,)
+    torch.library.opcheck(op.default, args, {"input_grad": False})
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("varlen", [False, True])
 def test_compile_fullgraph_matches_eager(cell, varlen):

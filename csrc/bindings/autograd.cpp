@@ -174,7 +174,7 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
     }
 
     // backward: output grads, x, states, w_ih, w_hh, w_hr?, has_bias, batch_sizes, reverse, nonlinearity?,
-    // y, workspace -> dx, states' grads, dw_ih, dw_hh, db_ih, db_hh, dw_hr?
+    // y, workspace, input_grad -> dx, states' grads, dw_ih, dw_hh, db_ih, db_hh, dw_hr?
     const size_t w_ih = l.w_ih();
     const bool has_b_ih = saved[w_ih + 2].defined(), has_b_hh = saved[w_ih + 3].defined();
     Stack stack(grads_out.begin(), grads_out.end());
@@ -186,9 +186,12 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
     if (l.takes_nonlinearity) stack.push_back(options.nonlinearity);
     stack.push_back(y);
     stack.push_back(workspace);
+    const bool input_grad = ctx->needs_input_grad(0);  // x is the first tensor argument
+    stack.push_back(input_grad);
     Stack result = call_below_autograd(*l.backward, std::move(stack));
     for (size_t i = 0; i < result.size(); ++i) {
-      const bool present = i < w_ih + 2 || saved[i].defined();  // no gradient for an absent bias or w_hr
+      // no gradient for an absent bias or w_hr, nor for an x that needs none (the op's dx is then [0])
+      const bool present = (i < w_ih + 2 || saved[i].defined()) && (i > 0 || input_grad);
       if (present) grads[1 + i] = std::move(result[i]).toTensor();
     }
     return grads;

@@ -41,12 +41,15 @@ struct LayerOps {
   static LayerGrads backward(const char* op, Activation act, const Tensor& grad_y, const Tensor& grad_hn,
                              const OptTensor& grad_cn, const Tensor& x, const Tensor& h0, const OptTensor& c0,
                              const Tensor& w_ih, const Tensor& w_hh, const OptTensor& w_hr, bool has_bias,
-                             const OptTensor& batch_sizes, bool reverse, const Tensor& y, const Tensor& workspace) {
+                             const OptTensor& batch_sizes, bool reverse, const Tensor& y, const Tensor& workspace,
+                             bool input_grad) {
     const LayerInputs in = checked<Cell>(op, act, x, h0, c0, w_ih, w_hh, std::nullopt, std::nullopt, w_hr,
                                          batch_sizes, reverse);
     check_backward_inputs(op, in.shape, x, grad_y, grad_hn, grad_cn.has_value() ? &*grad_cn : nullptr, y, workspace,
                           Cell::workspace_cols * in.shape.H);
-    return Backward(in, {grad_y, grad_hn, grad_cn, y, workspace, has_bias});
+    LayerGrads g = Backward(in, {grad_y, grad_hn, grad_cn, y, workspace, has_bias, input_grad});
+    if (!input_grad) g.dx = at::empty({0}, x.options());  // a backend may compute it anyway (CUDA does)
+    return g;
   }
 
   static Forward4 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -61,9 +64,10 @@ struct LayerOps {
   static Backward8 lstm_backward(const Tensor& grad_y, const Tensor& grad_hn, const Tensor& grad_cn, const Tensor& x,
                                  const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                                  const OptTensor& w_hr, bool has_bias, const OptTensor& batch_sizes, bool reverse,
-                                 const Tensor& y, const Tensor& workspace) {
+                                 const Tensor& y, const Tensor& workspace, bool input_grad) {
     const LayerGrads g = backward<LstmCell>("lstm_backward", Activation::Tanh, grad_y, grad_hn, grad_cn, x, h0, c0,
-                                            w_ih, w_hh, w_hr, has_bias, batch_sizes, reverse, y, workspace);
+                                            w_ih, w_hh, w_hr, has_bias, batch_sizes, reverse, y, workspace,
+                                            input_grad);
     return {g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, g.dw_hr};
   }
 
@@ -78,10 +82,10 @@ struct LayerOps {
 
   static Backward6 gru_backward(const Tensor& grad_y, const Tensor& grad_hn, const Tensor& x, const Tensor& h0,
                                 const Tensor& w_ih, const Tensor& w_hh, bool has_bias, const OptTensor& batch_sizes,
-                                bool reverse, const Tensor& y, const Tensor& workspace) {
+                                bool reverse, const Tensor& y, const Tensor& workspace, bool input_grad) {
     const LayerGrads g = backward<GruCell>("gru_backward", Activation::Tanh, grad_y, grad_hn, std::nullopt, x, h0,
                                            std::nullopt, w_ih, w_hh, std::nullopt, has_bias, batch_sizes, reverse, y,
-                                           workspace);
+                                           workspace, input_grad);
     return {g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
   }
 
@@ -98,10 +102,11 @@ struct LayerOps {
   static Backward6 rnn_backward(const Tensor& grad_y, const Tensor& grad_hn, const Tensor& x, const Tensor& h0,
                                 const Tensor& w_ih, const Tensor& w_hh, bool has_bias, const OptTensor& batch_sizes,
                                 bool reverse, c10::string_view nonlinearity, const Tensor& y,
-                                const Tensor& workspace) {
+                                const Tensor& workspace, bool input_grad) {
     const Activation act = parse_nonlinearity("rnn_backward", std::string(nonlinearity));
     const LayerGrads g = backward<RnnCell>("rnn_backward", act, grad_y, grad_hn, std::nullopt, x, h0, std::nullopt,
-                                           w_ih, w_hh, std::nullopt, has_bias, batch_sizes, reverse, y, workspace);
+                                           w_ih, w_hh, std::nullopt, has_bias, batch_sizes, reverse, y, workspace,
+                                           input_grad);
     return {g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh};
   }
 };

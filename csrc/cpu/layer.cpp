@@ -153,7 +153,7 @@ LayerOutputs forward_typed(const Layer& l, bool training) {
 
 template <typename Cell, typename T>
 LayerGrads backward_typed(const Layer& l, const Tensor& grad_y, const Tensor& grad_hn, const Tensor& grad_cn,
-                          const Tensor& y, const Tensor& workspace, bool has_bias) {
+                          const Tensor& y, const Tensor& workspace, bool input_grad, bool has_bias) {
   constexpr int G = Cell::gates, W = Cell::workspace_cols;
   constexpr bool kSplitGates = Cell::input_apart >= 0;
   const Tensor& x = l.x;
@@ -191,12 +191,8 @@ LayerGrads backward_typed(const Layer& l, const Tensor& grad_y, const Tensor& gr
       kernels.template of<Cell>().backward(step_args(s, dh.data_ptr<T>(), grad_y.data_ptr<T>() + s.offset * H), 0,
                                            H);
       // with h_feeds_through, dh holds the direct part already: add to it
-      const MatVec<T> q{l.w_hh.data_ptr<T>(), G * H, H, dgates_hh.data_ptr<T>() + s.offset * G * H,
-                        dh.data_ptr<T>(), Cell::h_feeds_through};
-      const int64_t pieces = (H + kernels.lanes - 1) / kernels.lanes;
-      parallel_shares(pieces, G * H * H, [&](Share sh) {
-        kernels.column_sums(q, sh.begin * kernels.lanes, std::min(H, sh.end * kernels.lanes));
-      });
+      row_times_matrix<T>(l.w_hh, dgates_hh.data_ptr<T>() + s.offset * G * H, dh.data_ptr<T>(),
+                          Cell::h_feeds_through);
     } else {
       const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::Columns, G, kernels.lanes);
       run_backward_steps<T>(
@@ -210,7 +206,7 @@ LayerGrads backward_typed(const Layer& l, const Tensor& grad_y, const Tensor& gr
                                     panels.data_ptr<T>(), dh.data_ptr<T>(), H, Cell::h_feeds_through};
           });
     }
-    LinearGrads g = linear_grads_cpu<T>(dgates, dgates_hh, x, y, l.h0, l.steps, l.w_ih, has_bias);
+    LinearGrads g = linear_grads_cpu<T>(dgates, dgates_hh, x, y, l.h0, l.steps, l.w_ih, input_grad, has_bias);
     return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::empty({0}, x.options())};
   }
 
@@ -235,7 +231,7 @@ LayerGrads backward_typed(const Layer& l, const Tensor& grad_y, const Tensor& gr
     }
     // dW_hr = dh^T (the unprojected output, o * tanh(c) from the workspace)
     const Tensor o = workspace.narrow(1, Cell::saved_o * H, H), c = workspace.narrow(1, Cell::saved_c * H, H);
-    LinearGrads g = linear_grads_cpu<T>(dgates, dgates_hh, x, y, l.h0, l.steps, l.w_ih, has_bias);
+    LinearGrads g = linear_grads_cpu<T>(dgates, dgates_hh, x, y, l.h0, l.steps, l.w_ih, input_grad, has_bias);
     return {g.dx, dh, dc, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, at::mm(dh_steps.t(), o * at::tanh(c))};
   }
 }
@@ -263,11 +259,12 @@ LayerGrads backward(const LayerInputs& in, const LayerGradInputs& grads) {
   LayerGrads g = visit_cell(in.cell, [&](auto cell) {
     using Cell = decltype(cell);
     return AT_DISPATCH_FLOATING_TYPES(l.x.scalar_type(), "fusedrnn_backward_cpu", [&] {
-      return backward_typed<Cell, scalar_t>(l, grad_y, grad_hn, grad_cn, y, workspace, grads.has_bias);
+      return backward_typed<Cell, scalar_t>(l, grad_y, grad_hn, grad_cn, y, workspace, grads.input_grad,
+                                           grads.has_bias);
     });
   });
   const auto dtype = in.x.scalar_type();
-  return {as_layout(g.dx, s, dtype), to_dtype(g.dh0, dtype),   to_dtype(g.dc0, dtype),
+  return {grads.input_grad ? as_layout(g.dx, s, dtype) : g.dx, to_dtype(g.dh0, dtype),   to_dtype(g.dc0, dtype),
           to_dtype(g.dw_ih, dtype),   to_dtype(g.dw_hh, dtype), to_dtype(g.db_ih, dtype),
           to_dtype(g.db_hh, dtype),   to_dtype(g.dw_hr, dtype)};
 }

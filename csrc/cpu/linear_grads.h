@@ -99,14 +99,36 @@ at::Tensor recurrent_weight_grad(const at::Tensor& dgates_hh, const at::Tensor& 
   return dw_hh;
 }
 
+// out (+)= v w for a single row on the unpacked w, the team splitting the columns (each column is one
+// thread's fixed-order sum, so the bits do not depend on the thread count). w: [rows, cols] contiguous,
+// v: [rows], out: [cols]. For one row, packing w first would cost more than the product.
+template <typename T>
+void row_times_matrix(const at::Tensor& w, const T* v, T* out, bool accumulate) {
+  const StepPasses<T>& kernels = step_passes<T>();
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const MatVec<T> q{w.data_ptr<T>(), rows, cols, v, out, accumulate};
+  const int64_t pieces = (cols + kernels.lanes - 1) / kernels.lanes;
+  parallel_shares(pieces, rows * cols, [&](Share sh) {
+    kernels.column_sums(q, sh.begin * kernels.lanes, std::min(cols, sh.end * kernels.lanes));
+  });
+}
+
 // The gradients of a layer's linear maps, y: [N, P] and h0: [B, P] giving each row's previous state.
-// dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], w_ih: [G*H, I]; all contiguous.
+// dgates_ih: [N, G*H], dgates_hh: [N, G*H], x: [N, I], w_ih: [G*H, I]; all contiguous. dx is [0] without
+// input_grad.
 template <typename T>
 LinearGrads linear_grads_cpu(const at::Tensor& dgates_ih, const at::Tensor& dgates_hh, const at::Tensor& x,
                              const at::Tensor& y, const at::Tensor& h0, const std::vector<Step>& steps,
-                             const at::Tensor& w_ih, bool has_bias) {
+                             const at::Tensor& w_ih, bool input_grad, bool has_bias) {
   LinearGrads g;
-  g.dx = tiled_product<T>(dgates_ih, false, w_ih);
+  if (!input_grad) {
+    g.dx = at::empty({0}, x.options());
+  } else if (x.size(0) == 1) {
+    g.dx = at::empty({1, x.size(1)}, x.options());
+    row_times_matrix<T>(w_ih, dgates_ih.data_ptr<T>(), g.dx.data_ptr<T>(), false);
+  } else {
+    g.dx = tiled_product<T>(dgates_ih, false, w_ih);
+  }
   g.dw_ih = at::empty({dgates_ih.size(1), x.size(1)}, x.options());
   transposed_product_into<T>(dgates_ih, x, g.dw_ih, false);
   g.dw_hh = recurrent_weight_grad<T>(dgates_hh, y, h0, steps);

@@ -51,9 +51,10 @@ struct LayerGradInputs {
   OptTensor grad_cn;  // cells with a cell state
   at::Tensor y, workspace;
   bool has_bias;
+  bool input_grad;  // compute dx; without it dx is [0]
 };
 
-// Gradients in input order; bias gradients are [0] without bias, dw_hr [0] without projection, dc0
+// Gradients in input order; dx is [0] without input_grad, bias gradients are [0] without bias, dw_hr [0] without projection, dc0
 // undefined without a cell state.
 struct LayerGrads {
   at::Tensor dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr;
