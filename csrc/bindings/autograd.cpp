@@ -1,6 +1,6 @@
 // The autograd kernel of every forward op, in C++: one generic boxed kernel reads a call's arguments by
-// the cell's traits (the argument order of csrc/ops.cpp), records a LayerFunction node and runs the op
-// below autograd. A Python autograd formula (torch.library.register_autograd) cost two Python
+// the cell's traits (the argument order of csrc/ops.cpp), runs the op below autograd and records a
+// LayerBackward node. A Python autograd formula (torch.library.register_autograd) cost two Python
 // round trips per call (its kernel and an ADInplaceOrView kernel), the largest part of a short call.
 //
 // Below ADInplaceOrView, as ATen's own kernels run, the outputs carry no view metadata (the backends
@@ -13,6 +13,8 @@
 // differentiable.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/saved_variable.h>
 #include <torch/library.h>
 
 #include <array>
@@ -25,7 +27,6 @@ namespace fusedrnn {
 namespace {
 
 using at::Tensor;
-using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using torch::jit::Stack;
 
@@ -65,118 +66,90 @@ const Layout& layout(CellId id) {
   return layouts[static_cast<int>(id)];
 }
 
-// What a forward call passed besides the tensors a gradient flows to.
-struct CallOptions {
-  const Layout* layout;
-  c10::DispatchKeySet keys;  // the keys the Autograd kernel was called with
-  c10::IValue batch_sizes;   // Tensor or None
-  bool reverse;
-  c10::IValue nonlinearity;  // str, for cells that take one
-  bool training;
-};
-
 c10::IValue optional_ivalue(const Tensor& t) { return t.defined() ? c10::IValue(t) : c10::IValue(); }
 
-// Runs an op's kernel below autograd and ADInplaceOrView; returns its outputs. From the Autograd kernel,
-// keys are the ones it was called with (the keys above it ran already); from the backward, a new call.
-Stack call_below_autograd(const c10::OperatorHandle& op, Stack stack,
-                          std::optional<c10::DispatchKeySet> keys = std::nullopt) {
+// What a forward call passed besides the tensors a gradient flows to.
+struct CallOptions {
+  c10::IValue batch_sizes;   // Tensor or None
+  bool reverse = false;
+  c10::IValue nonlinearity;  // str, for cells that take one
+  bool training = false;
+};
+
+// Runs an op's kernel below autograd and ADInplaceOrView on stack (its arguments; its outputs after).
+void call_below_autograd(const c10::OperatorHandle& op, Stack* stack) {
   at::AutoDispatchBelowADInplaceOrView below;
-  if (keys.has_value()) {
-    op.redispatchBoxed(*keys & c10::after_ADInplaceOrView_keyset, &stack);
-  } else {
-    op.callBoxed(&stack);
-  }
-  return stack;
+  op.callBoxed(stack);
 }
 
-Stack forward_stack(const CallOptions& o, const variable_list& tensors, bool training) {
+Stack forward_stack(const Layout& l, const CallOptions& o, const variable_list& tensors, bool training) {
   Stack stack;
-  for (size_t i = 0; i < o.layout->differentiable(); ++i) stack.push_back(optional_ivalue(tensors[i]));
+  for (size_t i = 0; i < l.differentiable(); ++i) stack.push_back(optional_ivalue(tensors[i]));
   stack.push_back(o.batch_sizes);
   stack.push_back(o.reverse);
-  if (o.layout->takes_nonlinearity) stack.push_back(o.nonlinearity);
+  if (l.takes_nonlinearity) stack.push_back(o.nonlinearity);
   stack.push_back(training);
   return stack;
 }
 
-struct LayerFunction : torch::autograd::Function<LayerFunction> {
-  // slots: the differentiable arguments in op order, empty where absent or past the cell's count (an
-  // undefined Tensor would count as an input; an empty optional does not)
-  using Slot = std::optional<Tensor>;
-  static variable_list forward(AutogradContext* ctx, const CallOptions* options, const Slot& s0, const Slot& s1,
-                               const Slot& s2, const Slot& s3, const Slot& s4, const Slot& s5, const Slot& s6,
-                               const Slot& s7) {
-    variable_list tensors;
-    for (const Slot* s : {&s0, &s1, &s2, &s3, &s4, &s5, &s6, &s7}) tensors.push_back(s->value_or(Tensor()));
-    Stack out = call_below_autograd(*options->layout->forward, forward_stack(*options, tensors, options->training),
-                                    options->keys);
-    variable_list outputs;
-    for (auto& value : out) outputs.push_back(std::move(value).toTensor());
-    const Tensor& y = outputs.front();
-    const Tensor& workspace = outputs.back();
+// The backward node of one forward op call, written as ATen's generated nodes are (a Node with its saved
+// variables as members): torch::autograd::Function's generic apply, with its saved_data map, cost about
+// 15 us more per call, most of a small cell's training step. Its inputs (the gradients arriving) are
+// those of y and the final states; its next edges are the differentiable arguments in op order, an
+// invalid edge where one is absent.
+struct LayerBackward : torch::autograd::Node {
+  const Layout* layout = nullptr;
+  CallOptions options;
+  std::array<torch::autograd::SavedVariable, kSlots> inputs;  // the differentiable arguments
+  torch::autograd::SavedVariable workspace;
+  Tensor y_alias;  // y without history, sharing its version counter
+  int64_t y_version = 0;
 
-    variable_list saved(tensors.begin(), tensors.end());
-    saved.push_back(workspace);
-    ctx->save_for_backward(saved);
-    ctx->mark_non_differentiable({workspace});
-    // Absent output gradients arrive undefined (the backward fills in what it needs): materialized, the
-    // workspace's alone would be a zero-filled [N, W*H] tensor per call.
-    ctx->set_materialize_grads(false);
-    ctx->saved_data["cell"] = static_cast<int64_t>(options->layout->cell);
-    ctx->saved_data["batch_sizes"] = options->batch_sizes;
-    ctx->saved_data["reverse"] = options->reverse;
-    ctx->saved_data["nonlinearity"] = options->nonlinearity;
-    ctx->saved_data["training"] = options->training;
-    ctx->saved_data["y"] = y.detach();  // shares y's version counter
-    ctx->saved_data["y_version"] = static_cast<int64_t>(y._version());
-    return outputs;
+  std::string name() const override { return layout->forward->schema().name() + "Backward"; }
+
+  void release_variables() override {
+    for (auto& v : inputs) v.reset_data();
+    workspace.reset_data();
+    y_alias.reset();
   }
 
-  static variable_list backward(AutogradContext* ctx, variable_list output_grads) {
-    const Layout& l = layout(static_cast<CellId>(ctx->saved_data["cell"].toInt()));
-    const CallOptions options{&l,
-                              c10::DispatchKeySet(),
-                              ctx->saved_data["batch_sizes"],
-                              ctx->saved_data["reverse"].toBool(),
-                              ctx->saved_data["nonlinearity"],
-                              ctx->saved_data["training"].toBool()};
-    variable_list saved = ctx->get_saved_variables();
-    const Tensor workspace = saved.back();
-    saved.pop_back();  // saved: the kSlots differentiable arguments
-    const Tensor y_alias = ctx->saved_data["y"].toTensor();
+  variable_list apply(variable_list&& output_grads) override {
+    const Layout& l = *layout;
+    const c10::intrusive_ptr<Node> self = getptr();
+    variable_list saved(l.differentiable());  // x first: after release_variables its unpack raises torch's
+    for (size_t i = 0; i < saved.size(); ++i) saved[i] = inputs[i].unpack(self);  // "backward twice" error
+    const Tensor ws = workspace.unpack(self);
 
+    // Absent output gradients arrive undefined; the backward op takes zeros for them.
     variable_list grads_out{output_grads[0].defined() ? output_grads[0] : at::zeros_like(y_alias)};
     for (int s = 0; s < l.states; ++s) {
       const Tensor& g = output_grads[1 + s];
       grads_out.push_back(g.defined() ? g : at::zeros_like(saved[1 + s]));
     }
 
-    variable_list grads(1 + kSlots);  // the options argument's gradient stays undefined
     if (at::GradMode::is_enabled()) {
-      const variable_list inputs(saved.begin(), saved.begin() + l.differentiable());
       const std::optional<variable_list> reference =
-          double_backward(l.cell, inputs, options.batch_sizes, options.reverse, options.nonlinearity, grads_out);
-      if (reference.has_value()) {
-        std::copy(reference->begin(), reference->end(), grads.begin() + 1);
-        return grads;
-      }
+          double_backward(l.cell, saved, options.batch_sizes, options.reverse, options.nonlinearity, grads_out);
+      if (reference.has_value()) return *reference;
     }
     TORCH_CHECK(options.training, "fusedrnn.", l.forward->schema().name(),
                 ": backward needs the forward to run with training=True (it saves the workspace); "
                 "fusedrnn.functional sets it whenever grad mode is on and an input requires grad");
 
     Tensor y = y_alias;
-    if (y_alias._version() != ctx->saved_data["y_version"].toInt()) {  // changed in place: recompute
+    if (y_alias._version() != y_version) {  // changed in place: recompute
       at::NoGradGuard no_grad;
       c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-      y = call_below_autograd(*l.forward, forward_stack(options, saved, false)).front().toTensor();
+      Stack stack = forward_stack(l, options, saved, false);
+      call_below_autograd(*l.forward, &stack);
+      y = stack.front().toTensor();
     }
 
     // backward: output grads, x, states, w_ih, w_hh, w_hr?, has_bias, batch_sizes, reverse, nonlinearity?,
     // y, workspace, input_grad -> dx, states' grads, dw_ih, dw_hh, db_ih, db_hh, dw_hr?
     const size_t w_ih = l.w_ih();
     const bool has_b_ih = saved[w_ih + 2].defined(), has_b_hh = saved[w_ih + 3].defined();
+    const bool input_grad = task_should_compute_output(0);  // x is the first argument
     Stack stack(grads_out.begin(), grads_out.end());
     for (size_t i = 0; i < w_ih + 2; ++i) stack.push_back(saved[i]);
     if (l.projectable) stack.push_back(optional_ivalue(saved[w_ih + 4]));
@@ -185,14 +158,14 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
     stack.push_back(options.reverse);
     if (l.takes_nonlinearity) stack.push_back(options.nonlinearity);
     stack.push_back(y);
-    stack.push_back(workspace);
-    const bool input_grad = ctx->needs_input_grad(0);  // x is the first tensor argument
+    stack.push_back(ws);
     stack.push_back(input_grad);
-    Stack result = call_below_autograd(*l.backward, std::move(stack));
-    for (size_t i = 0; i < result.size(); ++i) {
+    call_below_autograd(*l.backward, &stack);
+    variable_list grads(l.differentiable());
+    for (size_t i = 0; i < grads.size(); ++i) {
       // no gradient for an absent bias or w_hr, nor for an x that needs none (the op's dx is then [0])
       const bool present = (i < w_ih + 2 || saved[i].defined()) && (i > 0 || input_grad);
-      if (present) grads[1 + i] = std::move(result[i]).toTensor();
+      if (present) grads[i] = std::move(stack[i]).toTensor();
     }
     return grads;
   }
@@ -206,7 +179,8 @@ void below_inplace_or_view(const c10::OperatorHandle& op, c10::DispatchKeySet ke
   op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
 }
 
-// The Autograd kernel of every forward op.
+// The Autograd kernel of every forward op: the kernel below autograd, then, when a gradient can flow, a
+// LayerBackward node as the outputs' history (y and the final states; the workspace has none).
 void autograd_forward(const c10::OperatorHandle& op, c10::DispatchKeySet keys, Stack* stack) {
   const Layout* l = nullptr;
   for (int id = 0; id < kCellCount; ++id) {
@@ -216,26 +190,38 @@ void autograd_forward(const c10::OperatorHandle& op, c10::DispatchKeySet keys, S
 
   const size_t n = op.schema().arguments().size();
   auto args = torch::jit::last(*stack, n);
-  std::array<LayerFunction::Slot, kSlots> slots;
+  variable_list tensors(l->differentiable());
   bool needs_graph = false;
-  for (size_t i = 0; i < l->differentiable(); ++i) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
     if (args[i].isNone()) continue;
-    slots[i] = args[i].toTensor();
-    needs_graph = needs_graph || slots[i]->requires_grad();
+    tensors[i] = args[i].toTensor();
+    needs_graph = needs_graph || tensors[i].requires_grad();
   }
   if (!needs_graph || !at::GradMode::is_enabled()) {  // nothing to record: the kernel alone
     below_inplace_or_view(op, keys, stack);
     return;
   }
-  size_t next = l->differentiable();
-  CallOptions options{l, keys, args[next], args[next + 1].toBool(), c10::IValue(), false};
+  const size_t next = l->differentiable();
+  CallOptions options{args[next], args[next + 1].toBool(), c10::IValue(), args[n - 1].toBool()};
   if (l->takes_nonlinearity) options.nonlinearity = args[next + 2];
-  options.training = args[n - 1].toBool();
-  torch::jit::drop(*stack, n);
 
-  variable_list outputs = LayerFunction::apply(&options, slots[0], slots[1], slots[2], slots[3], slots[4], slots[5],
-                                               slots[6], slots[7]);
-  for (auto& t : outputs) stack->push_back(std::move(t));
+  below_inplace_or_view(op, keys, stack);  // the outputs replace the arguments on the stack
+  const size_t outputs = 1 + l->states + 1;  // y, the final states, workspace
+  c10::IValue* results = stack->data() + stack->size() - outputs;
+
+  auto node = c10::make_intrusive<LayerBackward>();
+  node->layout = l;
+  node->options = std::move(options);
+  node->set_next_edges(torch::autograd::collect_next_edges(tensors));
+  for (size_t i = 0; i < tensors.size(); ++i) node->inputs[i] = torch::autograd::SavedVariable(tensors[i], false);
+  node->workspace = torch::autograd::SavedVariable(results[outputs - 1].toTensor(), false);
+  const Tensor& y = results[0].toTensor();
+  node->y_alias = y.detach();  // shares y's version counter
+  node->y_version = y._version();
+  for (size_t i = 0; i + 1 < outputs; ++i) {  // y and the final states, in the order of apply's gradients
+    torch::autograd::create_gradient_edge(results[i].toTensor(), node);
+  }
+  torch::autograd::fire_node_creation_hooks(node);  // as torch::autograd::Function does, once wired
 }
 
 }  // namespace
