@@ -93,9 +93,14 @@ at::Tensor recurrent_weight_grad(const at::Tensor& dgates_hh, const at::Tensor& 
                                dw_hh, false);
     return dw_hh;
   }
-  transposed_product_into<T>(dgates_hh.narrow(0, shift->prev_begin, shift->rest),
-                             y.narrow(0, shift->states_begin, shift->rest), dw_hh, false);
-  transposed_product_into<T>(dgates_hh.narrow(0, shift->initial_begin, h0.size(0)), h0, dw_hh, true);
+  // A single step (a cell call) has only the initial state's rows: its product alone, not added to
+  // a zero-filled dW_hh (which wrote dW_hh twice more per call).
+  const bool one_step = shift->rest == 0;
+  if (!one_step) {
+    transposed_product_into<T>(dgates_hh.narrow(0, shift->prev_begin, shift->rest),
+                               y.narrow(0, shift->states_begin, shift->rest), dw_hh, false);
+  }
+  transposed_product_into<T>(dgates_hh.narrow(0, shift->initial_begin, h0.size(0)), h0, dw_hh, !one_step);
   return dw_hh;
 }
 
