@@ -95,3 +95,42 @@ def test_vmap_over_independent_sequences(kind):
     mapped = torch.vmap(lambda x: fused(x)[0])(xs)
     for x, out in zip(xs, mapped):
         assert_close_relative(out, fused(x)[0], 1e-12, "vmap")
+
+
+CELL_KINDS = ["LSTMCell", "GRUCell", "RNNCell"]
+
+
+@pytest.mark.parametrize("how", ["functional_call", "weight_norm", "setattr"])
+@pytest.mark.parametrize("cell", CELL_KINDS)
+def test_cells_follow_replaced_weights(cell, how):
+    """The cells read their weights from _parameters when they are there (fusedrnn/modules.py,
+    _weights) and as attributes otherwise: all three ways of putting another weight in place show."""
+    torch.manual_seed(0)
+    plain = getattr(torch.nn, cell)(3, 4, dtype=torch.float64)
+    fused = fusedrnn.convert(plain)
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 4, dtype=torch.float64)
+    state = (h, h.flip(0)) if cell == "LSTMCell" else h
+    other = torch.randn_like(plain.weight_hh, requires_grad=True)
+    if how == "weight_norm":
+        for module in (plain, fused):
+            torch.nn.utils.parametrizations.weight_norm(module, "weight_hh")
+            with torch.no_grad():
+                module.parametrizations.weight_hh.original0.mul_(1.5)
+    elif how == "setattr":
+        for module in (plain, fused):
+            del module._parameters["weight_hh"]
+            module.weight_hh = other * 2
+
+    def call(module):
+        if how == "functional_call":
+            out = torch.func.functional_call(module, {"weight_hh": other}, (x, state))
+        else:
+            out = module(x, state)
+        out = out[0] if cell == "LSTMCell" else out
+        params = [p for name, p in module.named_parameters() if name != "weight_hh"]  # weight_hh: replaced
+        leaves = [x, *params, *([other] if how != "weight_norm" else [])]
+        return [out, *torch.autograd.grad(out.pow(2).sum(), leaves)]
+
+    for a, e in zip(call(fused), call(plain)):
+        assert_close_relative(a, e, 1e-10, how)
