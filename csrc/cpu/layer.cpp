@@ -77,7 +77,8 @@ void row_product(const Tensor& w, const T* v, T* out) {
   constexpr int64_t kRowsPerPiece = 16;
   const int64_t rows = w.size(0), cols = w.size(1);
   const MatVec<T> q{w.data_ptr<T>(), rows, cols, v, out, false};
-  parallel_shares((rows + kRowsPerPiece - 1) / kRowsPerPiece, rows * cols, [&](Share sh) {
+  const int64_t pieces = (rows + kRowsPerPiece - 1) / kRowsPerPiece;
+  parallel_shares(pieces, rows * cols * kWeightReadMacs, [&](Share sh) {
     step_passes<T>().row_dots(q, sh.begin * kRowsPerPiece, std::min(rows, sh.end * kRowsPerPiece));
   });
 }

@@ -27,7 +27,8 @@ void parallel_column_product(const ColumnProduct<T>& q, int64_t panels) {
   constexpr int64_t kRowBlock = 8 * kRowUnit;
   const StepPasses<T>& kernels = step_passes<T>();
   const int64_t units = (q.rows + kRowUnit - 1) / kRowUnit;
-  parallel_shares(units, q.rows * q.k * q.cols, [&](Share sh) {
+  // a product over fewer rows than kOutputStoreMacs (a single step's dW) is bound by storing out
+  parallel_shares(units, q.rows * std::max(q.k, kOutputStoreMacs) * q.cols, [&](Share sh) {
     const int64_t share_end = std::min(q.rows, sh.end * kRowUnit);
     for (int64_t first = sh.begin * kRowUnit; first < share_end; first += kRowBlock) {
       const int64_t last = std::min(share_end, first + kRowBlock);
@@ -113,7 +114,7 @@ void row_times_matrix(const at::Tensor& w, const T* v, T* out, bool accumulate) 
   const int64_t rows = w.size(0), cols = w.size(1);
   const MatVec<T> q{w.data_ptr<T>(), rows, cols, v, out, accumulate};
   const int64_t pieces = (cols + kernels.lanes - 1) / kernels.lanes;
-  parallel_shares(pieces, rows * cols, [&](Share sh) {
+  parallel_shares(pieces, rows * cols * kWeightReadMacs, [&](Share sh) {
     kernels.column_sums(q, sh.begin * kernels.lanes, std::min(cols, sh.end * kernels.lanes));
   });
 }

@@ -10,6 +10,13 @@
 
 namespace fusedrnn::cpu {
 
+// parallel_shares counts work in MACs of the register-tiled products, which use each loaded weight for
+// several rows. A matrix-vector product (a single row's step) reads a weight per MAC, and an outer
+// product (a single row's weight gradient) stores an output per MAC: bound by memory, not arithmetic,
+// they pay for a team from fewer MACs, so their MACs count this much more.
+constexpr int64_t kWeightReadMacs = 4;
+constexpr int64_t kOutputStoreMacs = 8;
+
 // f(share) for every share of `pieces` in parallel, no barrier (one-shot products).
 template <typename F>
 void parallel_shares(int64_t pieces, int64_t macs, const F& f) {
