@@ -114,7 +114,8 @@ def _register_fakes(cell: Cell) -> None:
         w_hr = args[4 + 2 * s] if projected else None
         has_bias = args[4 + 2 * s + projected]
         input_grad = args[-1] if isinstance(args[-1], bool) else True
-        grads = [_fake_like(x) if input_grad else x.new_empty((0,)), *(_fake_like(t) for t in states), _fake_like(w_ih), _fake_like(w_hh),
+        dx = _fake_like(x) if input_grad else x.new_empty((0,))
+        grads = [dx, *(_fake_like(t) for t in states), _fake_like(w_ih), _fake_like(w_hh),
                  _fake_bias_grad(w_ih, has_bias), _fake_bias_grad(w_ih, has_bias)]
         if projected:
             grads.append(_fake_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)))
