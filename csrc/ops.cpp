@@ -9,6 +9,10 @@
 // when training=False; its columns are each cell's workspace_cols (csrc/fusedrnn/lstm.h, gru.h, rnn.h).
 // A backward with input_grad=False skips dx (returned as [0]): autograd asks for it only when x requires
 // grad, and a step-by-step call's x seldom does (dx is a whole product with W_ih, per call).
+//
+// The layer-normalised LSTM and GRU (fusedrnn/layer_norm.h) take the plain ops' arguments without
+// w_hr, plus the norms' weights; their workspace is LayerNormed<Cell>::workspace_cols(H) wide, and their
+// backward returns the norm weights' gradients after the plain ones.
 #include <torch/library.h>
 
 TORCH_LIBRARY(fusedrnn, m) {
@@ -37,4 +41,24 @@ TORCH_LIBRARY(fusedrnn, m) {
       "bool has_bias, Tensor? batch_sizes, bool reverse, str nonlinearity, Tensor y, Tensor workspace, "
       "bool input_grad=True) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+  m.def(
+      "layernorm_lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor ln_ih_weight, Tensor ln_hh_weight, Tensor ln_c_weight, Tensor ln_c_bias, "
+      "Tensor? batch_sizes, bool reverse, bool training) -> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "layernorm_lstm_backward(Tensor grad_y, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor w_ih, Tensor w_hh, Tensor ln_ih_weight, Tensor ln_hh_weight, Tensor ln_c_weight, Tensor ln_c_bias, "
+      "bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, Tensor workspace, bool input_grad=True) "
+      "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh, "
+      "Tensor dln_ih_weight, Tensor dln_hh_weight, Tensor dln_c_weight, Tensor dln_c_bias)");
+  m.def(
+      "layernorm_gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor ln_ih_weight, Tensor ln_hh_weight, Tensor? batch_sizes, bool reverse, bool training) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "layernorm_gru_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor ln_ih_weight, Tensor ln_hh_weight, bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, "
+      "Tensor workspace, bool input_grad=True) "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh, Tensor dln_ih_weight, "
+      "Tensor dln_hh_weight)");
 }

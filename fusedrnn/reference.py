@@ -10,6 +10,10 @@ One layer, one direction, the whole sequence, with the same signatures and seman
 - y has x's layout with P features (P = proj_size for a projected LSTM, else hidden_size); the final
   state of every batch entry is the state after its last step.
 
+The layer-normalised LSTM and GRU (fusedrnn.LayerNormLSTM / LayerNormGRU) take the norms' weights after
+the plain weights: LN(v; g, b) = g * (v - mean(v)) / sqrt(var(v) + 1e-5) + b over a row's features, as
+torch.nn.functional.layer_norm computes it.
+
 Plain autograd through these loops gives gradients of any order.
 """
 
@@ -76,6 +80,59 @@ def gru(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=Fa
         (h,) = state
         xr, xz, xn = F.linear(x_t, w_ih, b_ih).chunk(3, 1)
         hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, 1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = (1 - z) * n + z * h
+        return (h,), h
+
+    y, (h_n,) = _run(cell, x, (hx,), batch_sizes, reverse, hidden)
+    return y, h_n
+
+
+LAYER_NORM_EPS = 1e-5
+
+
+def _norm(v: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    return F.layer_norm(v, (v.shape[-1],), weight, bias, LAYER_NORM_EPS)
+
+
+def _add_bias(v: Tensor, bias: Tensor | None) -> Tensor:
+    return v if bias is None else v + bias
+
+
+def layernorm_lstm(x, hx, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, ln_c_weight, ln_c_bias, *,
+                   batch_sizes=None, reverse=False):
+    """Layer-normalised LSTM layer: gates = LN(x W_ih^T; ln_ih) + LN(h W_hh^T; ln_hh) + b_ih + b_hh,
+    c' = f * c + i * g, h' = o * tanh(LN(c'; ln_c_weight, ln_c_bias)). hx = (h0 [B, H], c0 [B, H]) or None.
+    Returns (y, (h_n, c_n))."""
+    hidden = w_hh.shape[0] // 4
+    if hx is None:
+        hx = (_zeros_state(x, batch_sizes, hidden), _zeros_state(x, batch_sizes, hidden))
+
+    def cell(x_t, state):
+        h, c = state
+        gates = _norm(F.linear(x_t, w_ih), ln_ih_weight) + _norm(F.linear(h, w_hh), ln_hh_weight)
+        i, f, g, o = _add_bias(_add_bias(gates, b_ih), b_hh).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(_norm(c, ln_c_weight, ln_c_bias))
+        return (h, c), h
+
+    y, (h_n, c_n) = _run(cell, x, tuple(hx), batch_sizes, reverse, hidden)
+    return y, (h_n, c_n)
+
+
+def layernorm_gru(x, hx, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, *, batch_sizes=None, reverse=False):
+    """Layer-normalised GRU layer: input side LN(x W_ih^T; ln_ih) + b_ih, hidden side LN(h W_hh^T; ln_hh) +
+    b_hh, then the GRU's math on them. hx = h0 [B, H] or None. Returns (y, h_n)."""
+    hidden = w_hh.shape[0] // 3
+    if hx is None:
+        hx = _zeros_state(x, batch_sizes, hidden)
+
+    def cell(x_t, state):
+        (h,) = state
+        xr, xz, xn = _add_bias(_norm(F.linear(x_t, w_ih), ln_ih_weight), b_ih).chunk(3, 1)
+        hr, hz, hn = _add_bias(_norm(F.linear(h, w_hh), ln_hh_weight), b_hh).chunk(3, 1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)

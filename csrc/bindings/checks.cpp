@@ -135,6 +135,20 @@ void check_backward_inputs(const char* op, const LayerShape& shape, const at::Te
               dtype_name(workspace.scalar_type()));
 }
 
+void check_layernorm_weights(const char* op, int gates, const LayerShape& shape, const at::Tensor& x,
+                             const at::Tensor& ln_ih, const at::Tensor& ln_hh, const at::Tensor* ln_c_w,
+                             const at::Tensor* ln_c_b) {
+  for (const auto& [name, w] : {std::pair{"ln_ih_weight", &ln_ih}, std::pair{"ln_hh_weight", &ln_hh}}) {
+    check_like_x(op, name, *w, x);
+    check_shape(op, name, *w, {gates * shape.H});
+  }
+  for (const auto& [name, w] : {std::pair{"ln_c_weight", ln_c_w}, std::pair{"ln_c_bias", ln_c_b}}) {
+    if (w == nullptr) continue;
+    check_like_x(op, name, *w, x);
+    check_shape(op, name, *w, {shape.H});
+  }
+}
+
 Activation parse_nonlinearity(const char* op, const std::string& nonlinearity) {
   if (nonlinearity == "tanh") return Activation::Tanh;
   if (nonlinearity == "relu") return Activation::Relu;

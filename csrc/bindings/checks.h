@@ -24,6 +24,12 @@ void check_backward_inputs(const char* op, const LayerShape& shape, const at::Te
                            const at::Tensor& grad_hn, const at::Tensor* grad_cn, const at::Tensor& y,
                            const at::Tensor& workspace, int64_t workspace_cols);
 
+// Validates a layer-normalised cell's norm weights: ln_ih and ln_hh [gates * H], and for the LSTM
+// (ln_c_w non-null) ln_c_w and ln_c_b [H], all of x's dtype and device.
+void check_layernorm_weights(const char* op, int gates, const LayerShape& shape, const at::Tensor& x,
+                             const at::Tensor& ln_ih, const at::Tensor& ln_hh, const at::Tensor* ln_c_w,
+                             const at::Tensor* ln_c_b);
+
 Activation parse_nonlinearity(const char* op, const std::string& nonlinearity);
 
 }  // namespace fusedrnn

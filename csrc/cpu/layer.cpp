@@ -1,6 +1,7 @@
 #include "cpu/layer.h"
 
 #include "cpu/input_product.h"
+#include "cpu/layer_inputs.h"
 #include "cpu/linear_grads.h"
 #include "cpu/packed_weights.h"
 #include "cpu/passes.h"
@@ -14,55 +15,6 @@ namespace fusedrnn::cpu {
 namespace {
 
 using at::Tensor;
-
-// t in dtype; t itself when it is already (a step-by-step call is short enough that the dispatcher
-// round trip of a no-op Tensor::to shows).
-Tensor to_dtype(const Tensor& t, at::ScalarType dtype) {
-  return !t.defined() || t.scalar_type() == dtype ? t : t.to(dtype);
-}
-
-// Brings every tensor to the compute dtype, contiguous.
-struct ToCompute {
-  at::ScalarType dtype;
-  Tensor operator()(const Tensor& t) const { return to_dtype(t, dtype).contiguous(); }
-  OptTensor operator()(const OptTensor& t) const {
-    if (!t.has_value() || !t->defined()) return std::nullopt;
-    return (*this)(*t);
-  }
-};
-
-Tensor as_packed(const Tensor& t, const LayerShape& s) { return t.reshape({s.N, t.size(-1)}); }
-
-Tensor as_layout(const Tensor& t2d, const LayerShape& s, at::ScalarType dtype) {
-  const Tensor out = to_dtype(t2d, dtype);
-  return s.packed ? out : out.view({s.T, s.B, t2d.size(1)});
-}
-
-// A layer's tensors as the kernels read them: compute dtype, contiguous, x packed [N, I].
-struct Layer {
-  Tensor x, h0, c0, w_ih, w_hh;  // c0 undefined without a cell state
-  OptTensor b_ih, b_hh, w_hr;
-  Tensor w_ih_source, w_hh_source;  // the caller's weights: the packed-weight cache's keys
-  std::vector<Step> steps;
-  Activation act;
-  bool projected() const { return w_hr.has_value(); }
-};
-
-Layer compute_layer(const LayerInputs& in) {
-  const ToCompute to{accumulate_dtype(in.x.scalar_type())};
-  return {as_packed(to(in.x), in.shape),
-          to(in.h0),
-          in.c0.has_value() ? to(*in.c0) : Tensor(),
-          to(in.w_ih),
-          to(in.w_hh),
-          to(in.b_ih),
-          to(in.b_hh),
-          to(in.w_hr),
-          in.w_ih,
-          in.w_hh,
-          layer_schedule(in),
-          in.act};
-}
 
 // A single step of a single row (a cell call, or a layer called with T = 1, at batch 1) reads each
 // weight once whichever way it goes, and the packed-weight cache's check would read them all once more

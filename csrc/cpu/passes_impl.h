@@ -420,12 +420,22 @@ void column_sums(const MatVec<T>& p, int64_t col_begin, int64_t col_end) {
   }
 }
 
+}  // namespace fusedrnn::cpu::FUSEDRNN_ISA
+
+#include "cpu/layernorm_passes_impl.h"
+
+namespace fusedrnn::cpu::FUSEDRNN_ISA {
+
 template <typename T>
 StepPasses<T> make_step_passes() {
-  StepPasses<T> passes{Vec<T>::size(), {}, &column_product<T>, &row_dots<T>, &column_sums<T>};
+  StepPasses<T> passes{Vec<T>::size(), {}, &column_product<T>, &row_dots<T>, &column_sums<T>, {}};
   for_each_cell([&](auto cell) {
     using Cell = decltype(cell);
     passes.cells[static_cast<int>(Cell::id)] = {&forward_step<Cell, T>, &backward_step<Cell, T>};
+    if constexpr (Cell::id != CellId::Rnn) {
+      passes.layernorm[static_cast<int>(Cell::id)] = {&layernorm_forward_rows<Cell, T>,
+                                                      &layernorm_backward_rows<Cell, T>};
+    }
   });
   return passes;
 }

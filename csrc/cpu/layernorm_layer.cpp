@@ -1,0 +1,184 @@
+#include "cpu/layernorm_layer.h"
+
+#include "cpu/layer_inputs.h"
+#include "cpu/linear_grads.h"
+#include "cpu/passes.h"
+#include "cpu/recurrence.h"
+#include "cpu/scratch_pool.h"
+#include "fusedrnn/cells.h"
+#include "fusedrnn/layer_norm.h"
+
+namespace fusedrnn::cpu {
+namespace {
+
+using at::Tensor;
+
+// A row pass costs about this many MACs per gate value (two norms, the activations): what the team
+// weighs against starting its threads.
+constexpr int64_t kRowPassMacsPerValue = 16;
+
+struct NormWeights {
+  Tensor ln_ih, ln_hh, ln_c_w, ln_c_b;  // compute dtype, contiguous
+};
+
+NormWeights compute_norm_weights(const LayerNormWeights& ln, at::ScalarType dtype) {
+  const ToCompute to{dtype};
+  return {to(ln.ln_ih), to(ln.ln_hh), to(ln.ln_c_w), to(ln.ln_c_b)};
+}
+
+// f(row_begin, row_end) over the step's rows, shared by the team when they are worth it.
+template <typename F>
+void for_row_shares(int64_t rows, int64_t values_per_row, const F& f) {
+  parallel_shares(rows, rows * values_per_row * kRowPassMacsPerValue, [&](Share sh) { f(sh.begin, sh.end); });
+}
+
+template <typename Cell, typename T>
+LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training) {
+  using LN = LayerNormed<Cell>;
+  constexpr int G = Cell::gates;
+  const int64_t N = l.x.size(0), B = l.h0.size(0), H = l.w_hh.size(0) / G;
+  const auto& pass = step_passes<T>().template layernorm_of<Cell>();
+
+  Tensor xw = input_projection(l.x, l.w_ih, std::nullopt);  // [N, G*H], normalised in place per step
+  Tensor hh = at::empty({B, G * H}, l.x.options());
+  Tensor y = at::empty({N, H}, l.x.options());
+  Tensor h = l.h0.clone();  // [B, H]: running state; rows past batch_sizes[t] keep theirs
+  Tensor c = Cell::states == 2 ? l.c0.clone() : Tensor();
+  Tensor workspace = training ? scratch_empty({N, LN::workspace_cols(H)}, l.x.options()) : at::empty({0}, l.x.options());
+  Tensor cell_scratch = LN::normalises_c && !training ? at::empty({B, Cell::workspace_cols * H}, l.x.options()) : Tensor();
+  const Tensor w_hh_t = l.w_hh.t();
+
+  for (const Step& s : l.steps) {
+    mm_into(hh.narrow(0, 0, s.rows), h.narrow(0, 0, s.rows), w_hh_t);
+    LayerNormForwardStep<T> p{};
+    p.hidden = H;
+    p.xw = xw.data_ptr<T>() + s.offset * G * H;
+    p.hh = hh.data_ptr<T>();
+    p.ln_ih = ln.ln_ih.data_ptr<T>();
+    p.ln_hh = ln.ln_hh.data_ptr<T>();
+    p.ln_c_w = data_or_null<T>(ln.ln_c_w);
+    p.ln_c_b = data_or_null<T>(ln.ln_c_b);
+    p.b_ih = data_or_null<T>(l.b_ih);
+    p.b_hh = data_or_null<T>(l.b_hh);
+    p.c = Cell::states == 2 ? c.data_ptr<T>() : nullptr;
+    p.h = h.data_ptr<T>();
+    p.y = y.data_ptr<T>() + s.offset * H;
+    p.workspace = training ? workspace.data_ptr<T>() + s.offset * LN::workspace_cols(H) : nullptr;
+    p.cell_scratch = cell_scratch.defined() ? cell_scratch.data_ptr<T>() : nullptr;
+    for_row_shares(s.rows, G * H, [&](int64_t begin, int64_t end) { pass.forward(p, begin, end); });
+  }
+  return {y, h, c, workspace};
+}
+
+template <typename Cell, typename T>
+std::pair<LayerGrads, LayerNormGrads> backward_typed(const Layer& l, const NormWeights& ln, const Tensor& grad_y,
+                                                     const Tensor& grad_hn, const Tensor& grad_cn, const Tensor& y,
+                                                     const Tensor& workspace, bool input_grad, bool has_bias) {
+  using LN = LayerNormed<Cell>;
+  constexpr int G = Cell::gates;
+  constexpr bool kSplitGates = Cell::input_apart >= 0;
+  const int64_t N = l.x.size(0), H = l.w_hh.size(0) / G, ws_cols = LN::workspace_cols(H);
+  const auto& pass = step_passes<T>().template layernorm_of<Cell>();
+  const auto options = l.x.options();
+
+  Tensor dpre_ih = scratch_empty({N, G * H}, options);
+  Tensor dpre_hh = kSplitGates ? scratch_empty({N, G * H}, options) : dpre_ih;
+  Tensor dlc = LN::normalises_c ? scratch_empty({N, H}, options) : Tensor();
+  Tensor dxw = scratch_empty({N, G * H}, options);
+  Tensor dhh = scratch_empty({N, G * H}, options);
+  Tensor dh = grad_hn.clone();  // [B, H]: gradient of the running hidden state
+  Tensor dc = Cell::states == 2 ? grad_cn.clone() : Tensor();
+
+  for (auto it = l.steps.rbegin(); it != l.steps.rend(); ++it) {
+    const Step& s = *it;
+    LayerNormBackwardStep<T> p{};
+    p.hidden = H;
+    p.dh = dh.data_ptr<T>();
+    p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
+    p.dc = Cell::states == 2 ? dc.data_ptr<T>() : nullptr;
+    p.workspace = workspace.data_ptr<T>() + s.offset * ws_cols;
+    p.ln_ih = ln.ln_ih.data_ptr<T>();
+    p.ln_hh = ln.ln_hh.data_ptr<T>();
+    p.ln_c_w = data_or_null<T>(ln.ln_c_w);
+    p.ln_c_b = data_or_null<T>(ln.ln_c_b);
+    p.h_prev = PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, l.h0.data_ptr<T>(), s.prev_rows, H, H};
+    if constexpr (Cell::states == 2) {
+      p.c_prev = PrevState<T>{workspace.data_ptr<T>() + s.prev_offset * ws_cols + LN::cell(H) + Cell::saved_c * H,
+                              l.c0.data_ptr<T>(), s.prev_rows, ws_cols, H};
+    }
+    p.dpre_ih = dpre_ih.data_ptr<T>() + s.offset * G * H;
+    p.dpre_hh = kSplitGates ? dpre_hh.data_ptr<T>() + s.offset * G * H : nullptr;
+    p.dlc = LN::normalises_c ? dlc.data_ptr<T>() + s.offset * H : nullptr;
+    p.dxw = dxw.data_ptr<T>() + s.offset * G * H;
+    p.dhh = dhh.data_ptr<T>() + s.offset * G * H;
+    for_row_shares(s.rows, G * H, [&](int64_t begin, int64_t end) { pass.backward(p, begin, end); });
+    // the previous h reaches the step through W_hh (and, for the GRU, directly: dh holds that part)
+    Tensor dh_rows = dh.narrow(0, 0, s.rows);
+    const Tensor dhh_rows = dhh.narrow(0, s.offset, s.rows);
+    if constexpr (Cell::h_feeds_through) {
+      dh_rows.addmm_(dhh_rows, l.w_hh);
+    } else {
+      mm_into(dh_rows, dhh_rows, l.w_hh);
+    }
+  }
+
+  LinearGrads g = linear_grads_cpu<T>(dxw, dhh, l.x, y, l.h0, l.steps, l.w_ih, input_grad, false);
+  const Tensor empty = at::empty({0}, options);
+  LayerGrads grads{g.dx, dh, dc, g.dw_ih, g.dw_hh,
+                   has_bias ? dpre_ih.sum(0) : empty, has_bias ? dpre_hh.sum(0) : empty, empty};
+  LayerNormGrads norm;
+  norm.ln_ih = (dpre_ih * workspace.narrow(1, LN::xhat_ih(H), G * H)).sum(0);
+  norm.ln_hh = (dpre_hh * workspace.narrow(1, LN::xhat_hh(H), G * H)).sum(0);
+  if constexpr (LN::normalises_c) {
+    norm.ln_c_w = (dlc * workspace.narrow(1, LN::c_hat(H), H)).sum(0);
+    norm.ln_c_b = dlc.sum(0);
+  }
+  return {grads, norm};
+}
+
+template <typename F>
+auto visit_normalised_cell(CellId id, const F& f) {
+  TORCH_CHECK(id == CellId::Lstm || id == CellId::Gru, "fusedrnn: only the LSTM and the GRU have a layer-normalised form");
+  return id == CellId::Gru ? f(GruCell{}) : f(LstmCell{});
+}
+
+}  // namespace
+
+LayerOutputs layernorm_forward(const LayerInputs& in, const LayerNormWeights& ln, bool training) {
+  const Layer l = compute_layer(in);
+  const NormWeights w = compute_norm_weights(ln, l.x.scalar_type());
+  const auto dtype = in.x.scalar_type();
+  const LayerOutputs out = visit_normalised_cell(in.cell, [&](auto cell) {
+    using Cell = decltype(cell);
+    return AT_DISPATCH_FLOATING_TYPES(l.x.scalar_type(), "fusedrnn_layernorm_forward_cpu",
+                                      [&] { return forward_typed<Cell, scalar_t>(l, w, training); });
+  });
+  return {as_layout(out.y, in.shape, dtype), to_dtype(out.h_n, dtype), to_dtype(out.c_n, dtype), out.workspace};
+}
+
+std::pair<LayerGrads, LayerNormGrads> layernorm_backward(const LayerInputs& in, const LayerNormWeights& ln,
+                                                         const LayerGradInputs& grads) {
+  const Layer l = compute_layer(in);
+  const NormWeights w = compute_norm_weights(ln, l.x.scalar_type());
+  const LayerShape& s = in.shape;
+  const ToCompute to{l.x.scalar_type()};
+  const Tensor grad_y = as_packed(to(grads.grad_y), s), grad_hn = to(grads.grad_hn);
+  const Tensor grad_cn = grads.grad_cn.has_value() ? to(*grads.grad_cn) : Tensor();
+  const Tensor y = as_packed(to(grads.y), s), workspace = grads.workspace.contiguous();
+  auto [g, norm] = visit_normalised_cell(in.cell, [&](auto cell) {
+    using Cell = decltype(cell);
+    return AT_DISPATCH_FLOATING_TYPES(l.x.scalar_type(), "fusedrnn_layernorm_backward_cpu", [&] {
+      return backward_typed<Cell, scalar_t>(l, w, grad_y, grad_hn, grad_cn, y, workspace, grads.input_grad,
+                                           grads.has_bias);
+    });
+  });
+  const auto dtype = in.x.scalar_type();
+  const LayerGrads out{grads.input_grad ? as_layout(g.dx, s, dtype) : g.dx, to_dtype(g.dh0, dtype),
+                       to_dtype(g.dc0, dtype), to_dtype(g.dw_ih, dtype), to_dtype(g.dw_hh, dtype),
+                       to_dtype(g.db_ih, dtype), to_dtype(g.db_hh, dtype), g.dw_hr};
+  const LayerNormGrads norm_out{to_dtype(norm.ln_ih, dtype), to_dtype(norm.ln_hh, dtype),
+                                to_dtype(norm.ln_c_w, dtype), to_dtype(norm.ln_c_b, dtype)};
+  return {out, norm_out};
+}
+
+}  // namespace fusedrnn::cpu
