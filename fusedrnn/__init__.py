@@ -2,7 +2,8 @@
 algorithm and a step-wise one).
 
 Drop-in modules: LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell (subclasses of their torch.nn classes), and
-convert(model) / to_torch(model) to swap them inside a model. `fusedrnn.functional` runs layers through
+convert(model) / to_torch(model) to swap them inside a model. Beyond torch.nn: LayerNormLSTM, LayerNormGRU
+and their cells. `fusedrnn.functional` runs layers through
 the fused ops; `fusedrnn.reference` is the plain PyTorch oracle with the same single-layer signatures.
 """
 
@@ -14,7 +15,8 @@ _config.check_torch()  # before the extension loads: a mismatched build fails th
 
 from . import _C, _ops, backends, functional, reference  # noqa: F401,E402
 from .conversion import convert, to_torch  # noqa: E402
-from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+from .modules import (GRU, LSTM, RNN, GRUCell, LayerNormGRU, LayerNormGRUCell, LayerNormLSTM,  # noqa: E402
+                      LayerNormLSTMCell, LSTMCell, RNNCell)
 from . import _compile_support, _onnx, _quantization_support  # noqa: E402
 from ._config import show_config  # noqa: E402
 
@@ -30,5 +32,6 @@ def built_with_cuda() -> bool:
     return _C.built_with_cuda()
 
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "to_torch", "functional",
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "LayerNormLSTM", "LayerNormGRU",
+           "LayerNormLSTMCell", "LayerNormGRUCell", "convert", "to_torch", "functional",
            "reference", "backends", "built_with_cuda", "show_config", "__version__"]

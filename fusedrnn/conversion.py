@@ -51,5 +51,10 @@ def convert(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
 
 
 def to_torch(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
-    """The reverse of convert(): every fusedrnn module becomes its torch.nn class again."""
+    """The reverse of convert(): every fusedrnn module becomes its torch.nn class again. A module torch.nn has
+    no class for (the layer-normalised layers) is an error."""
+    for m in module.modules():
+        if isinstance(m, (modules._LayerNormRNNBase, modules._LayerNormCellBase)):
+            raise TypeError(f"fusedrnn.to_torch: {type(m).__name__} has no torch.nn equivalent (torch.nn has no "
+                            "layer-normalised recurrent layer); keep it as a fusedrnn module")
     return _swap_classes(module, TO_TORCH, inplace)

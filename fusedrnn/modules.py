@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _cells, _ops, functional
+from . import _cells, _layernorm_ops, _ops, functional
 from ._cells import MODES
 
 
@@ -70,11 +70,7 @@ class _FusedRNNBase:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # as torch.nn
 
         time_major = input.transpose(0, 1) if self.batch_first and not packed else input
-        weights = [getattr(self, name) for name in self._flat_weights_names]
-        output, hidden = functional.rnn_layers(
-            self.mode, time_major, hx, weights, num_layers=self.num_layers, bidirectional=self.bidirectional,
-            bias=self.bias, proj_size=self.proj_size, dropout=self.dropout, training=self.training,
-            batch_sizes=batch_sizes)
+        output, hidden = self._layers(time_major, hx, batch_sizes)
 
         if packed:
             output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -85,6 +81,14 @@ class _FusedRNNBase:
             output = output.squeeze(batch_dim)
             hidden = tuple(h.squeeze(1) for h in hidden) if has_cell_state else hidden.squeeze(1)
         return output, hidden
+
+    def _layers(self, input, hx, batch_sizes):
+        """The stack of layers on time-major input and a checked state: (output, final state)."""
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        return functional.rnn_layers(
+            self.mode, input, hx, weights, num_layers=self.num_layers, bidirectional=self.bidirectional,
+            bias=self.bias, proj_size=self.proj_size, dropout=self.dropout, training=self.training,
+            batch_sizes=batch_sizes)
 
     def _check_hidden_rank(self, hx, is_batched):
         """torch.nn's rank checks of a user-given state; unbatched states gain their batch dimension."""
@@ -236,3 +240,105 @@ class RNNCell(_FusedCellBase, torch.nn.RNNCell):
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         (h,), is_batched = self._step(input, hx)
         return h if is_batched else h.squeeze(0)
+
+
+# ------------------------------------------------------------------------------ layer-normalised layers
+
+
+def _refuse_script(self):
+    raise RuntimeError(f"torch.jit.script cannot compile fusedrnn.{type(self).__name__}: TorchScript has no "
+                       "layer-normalised recurrent layer to run in its place (torch.jit.trace and torch.compile "
+                       "work)")
+
+
+def _reset_norm_weights(module, names):
+    with torch.no_grad():
+        for name in names:
+            getattr(module, name).fill_(0.0 if name.startswith("ln_c_bias") else 1.0)
+
+
+class _LayerNormRNNBase:
+    """Adds the layer norms' weights to torch.nn.LSTM / GRU's parameters and runs the layer-normalised ops.
+
+    Per layer k and direction: ln_ih_weight_l{k}[_reverse] and ln_hh_weight_l{k}[_reverse] ([G * hidden_size],
+    ones), and for the LSTM ln_c_weight_l{k}[_reverse] (ones) and ln_c_bias_l{k}[_reverse] (zeros)
+    ([hidden_size]); registered after torch.nn's parameters."""
+
+    __prepare_scriptable__ = _refuse_script
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cell = MODES[self.mode][0]
+        if self.proj_size > 0:
+            raise ValueError(f"{type(self).__name__}: proj_size is not supported with layer normalisation "
+                             f"(got proj_size={self.proj_size})")
+        factory = {"device": self.weight_ih_l0.device, "dtype": self.weight_ih_l0.dtype}
+        names = []
+        for layer in range(self.num_layers):
+            for suffix in ("", "_reverse")[:2 if self.bidirectional else 1]:
+                for name in _layernorm_ops.norm_weight_names(cell):
+                    size = self.hidden_size * (cell.gates if name in ("ln_ih_weight", "ln_hh_weight") else 1)
+                    self.register_parameter(f"{name}_l{layer}{suffix}",
+                                            torch.nn.Parameter(torch.empty(size, **factory)))
+                    names.append(f"{name}_l{layer}{suffix}")
+        self._norm_weights_names = names
+        _reset_norm_weights(self, names)
+
+    def reset_parameters(self):
+        super().reset_parameters()  # torch.nn's uniform initialisation of every parameter, then the norms'
+        _reset_norm_weights(self, getattr(self, "_norm_weights_names", ()))
+
+    def _layers(self, input, hx, batch_sizes):
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        norm_weights = [getattr(self, name) for name in self._norm_weights_names]
+        return functional.layernorm_layers(
+            self.mode, input, hx, weights, norm_weights, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, bias=self.bias, dropout=self.dropout, training=self.training,
+            batch_sizes=batch_sizes)
+
+
+class LayerNormLSTM(_LayerNormRNNBase, LSTM):
+    """Layer-normalised LSTM (Ba, Kiros & Hinton 2016): torch.nn.LSTM's arguments (no proj_size), inputs and
+    outputs, with gates = LN(W_ih x; ln_ih_weight) + LN(W_hh h; ln_hh_weight) + b_ih + b_hh and
+    h' = o * tanh(LN(c'; ln_c_weight, ln_c_bias))."""
+
+
+class LayerNormGRU(_LayerNormRNNBase, GRU):
+    """Layer-normalised GRU: torch.nn.GRU's arguments, inputs and outputs, with the input side
+    LN(W_ih x; ln_ih_weight) + b_ih and the hidden side LN(W_hh h; ln_hh_weight) + b_hh."""
+
+
+class _LayerNormCellBase:
+    """A layer-normalised cell: torch.nn's cell with ln_ih_weight and ln_hh_weight ([G * hidden_size], ones),
+    and for the LSTM ln_c_weight (ones) and ln_c_bias (zeros) ([hidden_size])."""
+
+    __prepare_scriptable__ = _refuse_script
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        cell = self._cell
+        for name in _layernorm_ops.norm_weight_names(cell):
+            size = hidden_size * (cell.gates if name in ("ln_ih_weight", "ln_hh_weight") else 1)
+            self.register_parameter(name, torch.nn.Parameter(torch.empty(size, device=device, dtype=dtype)))
+        _reset_norm_weights(self, _layernorm_ops.norm_weight_names(cell))
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        _reset_norm_weights(self, [n for n in _layernorm_ops.norm_weight_names(self._cell) if hasattr(self, n)])
+
+    def _run(self, input, states):
+        weights = self._weights()
+        norm_weights = tuple(getattr(self, name) for name in _layernorm_ops.norm_weight_names(self._cell))
+        training = functional._needs_grad(input, *states, *weights, *norm_weights)
+        return _layernorm_ops.forward(self._cell, input.unsqueeze(0), states, weights, norm_weights, None, False,
+                                      training)[1]
+
+
+class LayerNormLSTMCell(_LayerNormCellBase, LSTMCell):
+    """The layer-normalised LSTM's cell (LayerNormLSTM's formulas): torch.nn.LSTMCell's arguments, inputs and
+    outputs."""
+
+
+class LayerNormGRUCell(_LayerNormCellBase, GRUCell):
+    """The layer-normalised GRU's cell (LayerNormGRU's formulas): torch.nn.GRUCell's arguments, inputs and
+    outputs."""
