@@ -1,0 +1,314 @@
+"""The layer-normalised LSTM and GRU: the fused ops against fusedrnn.reference (forward and every gradient,
+over awkward sizes, reverse, varlen, every instruction set), gradcheck, opcheck, torch.compile, and the
+modules' torch.nn interface."""
+
+import itertools
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
+
+import fusedrnn
+from conftest import TOLERANCE, assert_close_relative, random_like
+from fusedrnn import functional, reference
+
+GATES = {"lstm": 4, "gru": 3}
+FLAGS = list(itertools.product([True, False], [False, True], [False, True]))  # bias, reverse, varlen
+
+
+def make_inputs(cell, T, B, I, H, *, bias=True, varlen=False, seed=0):
+    """(x, hx, weights, norm weights, batch_sizes): fresh random values, norm weights away from ones/zeros."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).requires_grad_()
+
+    G, scale = GATES[cell], 1.0 / max(1.0, H**0.5)
+    batch_sizes = None
+    if varlen:
+        lengths = torch.randint(1, T + 1, (B,), generator=g)
+        lengths[0] = T
+        lengths = lengths.sort(descending=True).values
+        batch_sizes = torch.tensor([int((lengths > t).sum()) for t in range(T)], dtype=torch.int64)
+        x = randn(int(lengths.sum()), I)
+    else:
+        x = randn(T, B, I)
+    hx = (randn(B, H, scale=0.5), randn(B, H, scale=0.5)) if cell == "lstm" else randn(B, H, scale=0.5)
+    weights = [randn(G * H, I, scale=scale), randn(G * H, H, scale=scale)]
+    weights += [randn(G * H, scale=scale), randn(G * H, scale=scale)] if bias else [None, None]
+    norm = [randn(G * H, scale=0.3, shift=1.0), randn(G * H, scale=0.3, shift=1.0)]
+    if cell == "lstm":
+        norm += [randn(H, scale=0.3, shift=1.0), randn(H, scale=0.3)]
+    return x, hx, weights, norm, batch_sizes
+
+
+def run(impl, cell, x, hx, weights, norm, batch_sizes, reverse):
+    """impl's layer-normalised layer: (y, h_n) or (y, h_n, c_n)."""
+    y, final = getattr(impl, f"layernorm_{cell}")(x, hx, *weights, *norm, batch_sizes=batch_sizes, reverse=reverse)
+    return (y, *final) if cell == "lstm" else (y, final)
+
+
+def leaves(x, hx, weights, norm):
+    states = list(hx) if isinstance(hx, tuple) else [hx]
+    return [t for t in [x, *states, *weights, *norm] if t is not None]
+
+
+def cast(inputs, dtype):
+    """The inputs as fresh leaves of dtype (rounded first, so that both sides see the same values)."""
+    x, hx, weights, norm, batch_sizes = inputs
+
+    def c(t):
+        return None if t is None else t.detach().to(dtype).requires_grad_()
+
+    hx = tuple(c(t) for t in hx) if isinstance(hx, tuple) else c(hx)
+    return c(x), hx, [c(w) for w in weights], [c(w) for w in norm], batch_sizes
+
+
+def check_against_reference(cell, inputs, reverse, dtype):
+    fused_in = cast(inputs, dtype)
+    ref_in = cast(cast(inputs, dtype), torch.float64)
+    outs, grads = [], []
+    for impl, (x, hx, weights, norm, bs) in [(functional, fused_in), (reference, ref_in)]:
+        out = run(impl, cell, x, hx, weights, norm, bs, reverse)
+        grads.append(torch.autograd.grad(out, leaves(x, hx, weights, norm), random_like(out, 1)))
+        outs.append(out)
+    tol = TOLERANCE[dtype]
+    for i, (a, e) in enumerate(zip(*outs)):
+        assert a.dtype == dtype
+        assert_close_relative(a, e, tol, f"output {i}")
+    for i, (a, e) in enumerate(zip(*grads)):
+        assert a.dtype == dtype
+        assert_close_relative(a, e, tol, f"grad of input {i}")
+
+
+@pytest.mark.parametrize("bias,reverse,varlen", FLAGS)
+@pytest.mark.parametrize("T,B,H", [(1, 1, 1), (2, 3, 5), (7, 8, 32), (5, 3, 67)])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_float64_matches_reference(cell, T, B, H, bias, reverse, varlen, cpu_isa):
+    inputs = make_inputs(cell, T, B, H + 2, H, bias=bias, varlen=varlen, seed=T * 100 + B * 10 + H)
+    check_against_reference(cell, inputs, reverse, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_low_precision_matches_reference(cell, dtype, cpu_isa):
+    inputs = make_inputs(cell, 6, 3, 9, 13, varlen=True, seed=7)
+    check_against_reference(cell, inputs, True, dtype)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gradcheck(cell):
+    x, hx, weights, norm, _ = make_inputs(cell, 3, 2, 3, 5, seed=3)
+    tensors = leaves(x, hx, weights, norm)
+    s = 2 if cell == "lstm" else 1
+
+    def f(*t):
+        states = tuple(t[1:1 + s]) if s == 2 else t[1]
+        return run(functional, cell, t[0], states, t[1 + s:5 + s], t[5 + s:], None, False)
+
+    assert torch.autograd.gradcheck(f, tensors)
+    assert torch.autograd.gradgradcheck(f, tensors)  # create_graph goes through the reference loop
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_opcheck(cell, training):
+    x, hx, weights, norm, batch_sizes = make_inputs(cell, 4, 3, 5, 6, varlen=True, seed=5)
+    states = list(hx) if cell == "lstm" else [hx]
+    forward = getattr(torch.ops.fusedrnn, f"layernorm_{cell}_forward")
+    args = (x, *states, *weights, *norm, batch_sizes, True, training)
+    if not training:  # an inference forward saves nothing to differentiate with
+        args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(forward, args)
+    if training:
+        out = forward(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+        grads = random_like(out[:-1], 2)
+        backward = getattr(torch.ops.fusedrnn, f"layernorm_{cell}_backward")
+        plain = [t.detach() for t in (x, *states, weights[0], weights[1], *norm)]
+        for input_grad in (True, False):
+            torch.library.opcheck(backward, (*grads, *plain, True, batch_sizes, True, out[0], out[-1], input_grad))
+
+
+def test_inference_saves_no_workspace():
+    x, hx, weights, norm, _ = make_inputs("lstm", 3, 2, 4, 5, seed=1)
+    with torch.no_grad():
+        y, h, c, workspace = torch.ops.fusedrnn.layernorm_lstm_forward(x, *hx, *weights, *norm, None, False, False)
+    assert workspace.shape == (0,)
+    expected = run(reference, "lstm", x, hx, weights, norm, None, False)
+    for a, e in zip((y, h, c), expected):
+        assert_close_relative(a, e, TOLERANCE[torch.float64])
+
+
+def test_bad_norm_weight_is_a_clear_error():
+    x, hx, weights, norm, _ = make_inputs("gru", 3, 2, 4, 5, seed=1)
+    with pytest.raises(RuntimeError, match=r"ln_hh_weight must have shape \[15\]"):
+        torch.ops.fusedrnn.layernorm_gru_forward(x, hx, *weights, norm[0], norm[1][:-1], None, False, False)
+    with pytest.raises(RuntimeError, match="ln_ih_weight must have dtype torch.float64"):
+        torch.ops.fusedrnn.layernorm_gru_forward(x, hx, *weights, norm[0].float(), norm[1], None, False, False)
+
+
+# ---------------------------------------------------------------------------------------------- modules
+
+
+def reference_stack(module, x, hx):
+    """The module's layers run through reference.layernorm_* (time-major x, hx given), stacked as torch.nn."""
+    cell = module.mode.lower()
+    directions = 2 if module.bidirectional else 1
+    finals, layer_input = [], x
+    for layer in range(module.num_layers):
+        outputs = []
+        for d in range(directions):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            index = layer * directions + d
+            weights = [getattr(module, f"{n}{sfx}") if module.bias or not n.startswith("bias") else None
+                       for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            norm = [getattr(module, f"{n}{sfx}") for n in fusedrnn._layernorm_ops.norm_weight_names(module._cell_kind)]
+            state = (hx[0][index], hx[1][index]) if cell == "lstm" else hx[index]
+            y, final = getattr(reference, f"layernorm_{cell}")(layer_input, state, *weights, *norm, reverse=d == 1)
+            outputs.append(y)
+            finals.append(final)
+        layer_input = torch.cat(outputs, -1)
+    if cell == "lstm":
+        return layer_input, (torch.stack([f[0] for f in finals]), torch.stack([f[1] for f in finals]))
+    return layer_input, torch.stack(finals)
+
+
+def perturb_norms(module):
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(torch.randn_like(p) * 0.3)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cls", [fusedrnn.LayerNormLSTM, fusedrnn.LayerNormGRU])
+def test_module_matches_reference_stack(cls, bidirectional):
+    torch.manual_seed(0)
+    module = cls(5, 6, num_layers=2, bidirectional=bidirectional, batch_first=True, dtype=torch.float64)
+    module._cell_kind = fusedrnn._cells.MODES[module.mode][0]
+    perturb_norms(module)
+    D = 2 if bidirectional else 1
+    x = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2 * D, 3, 6, dtype=torch.float64)
+    hx = (h0, torch.randn_like(h0)) if cls is fusedrnn.LayerNormLSTM else h0
+    y, final = module(x, hx)
+    y_ref, final_ref = reference_stack(module, x.transpose(0, 1), hx)
+    assert_close_relative(y, y_ref.transpose(0, 1), 1e-10, "y")
+    for a, e in zip(final if isinstance(final, tuple) else (final,), final_ref if isinstance(final_ref, tuple) else (final_ref,)):
+        assert_close_relative(a, e, 1e-10, "final state")
+    params = list(module.parameters())
+    grads = torch.autograd.grad(y.sum(), [x, *params])
+    grads_ref = torch.autograd.grad(y_ref.sum(), [x, *params])
+    for (name, _), a, e in zip([("x", None), *module.named_parameters()], grads, grads_ref):
+        assert_close_relative(a, e, 1e-10, name)
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.LayerNormLSTM, fusedrnn.LayerNormGRU])
+def test_module_parameters(cls):
+    module = cls(4, 3, num_layers=2, bidirectional=True, bias=False)
+    G = 4 if cls is fusedrnn.LayerNormLSTM else 3
+    plain = torch.nn.LSTM if G == 4 else torch.nn.GRU
+    names = dict(module.named_parameters())
+    torch_names = [n for n, _ in plain(4, 3, num_layers=2, bidirectional=True, bias=False).named_parameters()]
+    assert list(names)[:len(torch_names)] == torch_names  # torch.nn's parameters first, in its order
+    norm = [n for n in names if n.startswith("ln_")]
+    per_direction = ["ln_ih_weight", "ln_hh_weight"] + (["ln_c_weight", "ln_c_bias"] if G == 4 else [])
+    assert norm == [f"{n}_l{k}{s}" for k in range(2) for s in ("", "_reverse") for n in per_direction]
+    for n in norm:
+        assert names[n].shape == ((G * 3,) if n.startswith(("ln_ih", "ln_hh")) else (3,))
+        assert torch.equal(names[n], torch.zeros(names[n].shape) if "bias" in n else torch.ones(names[n].shape))
+    module.reset_parameters()
+    assert all(torch.equal(names[n], torch.ones_like(names[n])) for n in norm if "bias" not in n)
+    assert names["weight_ih_l0"].abs().max() <= 3**-0.5  # torch.nn's uniform(-1/sqrt(H), 1/sqrt(H))
+    copy = cls(4, 3, num_layers=2, bidirectional=True, bias=False)
+    perturb_norms(module)
+    copy.load_state_dict(module.state_dict())
+    x = torch.randn(5, 2, 4)
+    assert torch.equal(copy(x)[0], module(x)[0])
+
+
+def test_module_packed_unbatched_and_eval_backward():
+    torch.manual_seed(1)
+    module = fusedrnn.LayerNormLSTM(4, 5, bidirectional=True)
+    perturb_norms(module)
+    seqs = [torch.randn(n, 4) for n in (4, 2, 1)]
+    packed_out, (h, c) = module(pack_sequence(seqs))
+    padded, lengths = pad_packed_sequence(packed_out)
+    for i, s in enumerate(seqs):  # each sequence alone, unbatched, gives the same
+        y_i, (h_i, c_i) = module(s)
+        assert_close_relative(padded[:lengths[i], i], y_i, 1e-5, "y")
+        assert_close_relative(h[:, i], h_i, 1e-5, "h_n")
+        assert_close_relative(c[:, i], c_i, 1e-5, "c_n")
+    module.eval()  # backward works in eval mode too
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    module(x)[0].sum().backward()
+    assert x.grad is not None and module.ln_c_bias_l0_reverse.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.LayerNormLSTMCell, fusedrnn.LayerNormGRUCell])
+def test_cells_match_reference(cls):
+    torch.manual_seed(2)
+    cell = cls(5, 7, dtype=torch.float64)
+    perturb_norms(cell)
+    lstm = cls is fusedrnn.LayerNormLSTMCell
+    kind = fusedrnn._cells.LSTM if lstm else fusedrnn._cells.GRU
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    hx = (torch.randn(3, 7, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)) if lstm else torch.randn(
+        3, 7, dtype=torch.float64)
+    out = cell(x, hx)
+    weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    norm = [getattr(cell, n) for n in fusedrnn._layernorm_ops.norm_weight_names(kind)]
+    _, expected = getattr(reference, f"layernorm_{'lstm' if lstm else 'gru'}")(x.unsqueeze(0), hx, *weights, *norm)
+    for a, e in zip(out if lstm else (out,), expected if lstm else (expected,)):
+        assert_close_relative(a, e, 1e-10)
+    params = [x, *cell.parameters()]
+    total = sum(o.sum() for o in (out if lstm else (out,)))
+    total_ref = sum(o.sum() for o in (expected if lstm else (expected,)))
+    for a, e in zip(torch.autograd.grad(total, params), torch.autograd.grad(total_ref, params)):
+        assert_close_relative(a, e, 1e-10)
+    unbatched = cell(x[0].detach())  # unbatched input, zero state
+    assert (unbatched[0] if lstm else unbatched).shape == (7,)
+
+
+def test_compile_fullgraph():
+    torch.manual_seed(3)
+    module = fusedrnn.LayerNormGRU(4, 5, num_layers=2)
+    perturb_norms(module)
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    y, h = compiled(x)
+    y_eager, h_eager = module(x)
+    assert_close_relative(y, y_eager, 1e-6)
+    assert_close_relative(h, h_eager, 1e-6)
+    g = torch.autograd.grad(y.sum(), [x, module.ln_hh_weight_l1])
+    g_eager = torch.autograd.grad(y_eager.sum(), [x, module.ln_hh_weight_l1])
+    for a, e in zip(g, g_eager):
+        assert_close_relative(a, e, 1e-6)
+
+
+def test_trace():
+    torch.manual_seed(4)
+    module = fusedrnn.LayerNormLSTM(3, 4)
+    perturb_norms(module)
+    traced = torch.jit.trace(module, (torch.randn(5, 2, 3),))
+    x = torch.randn(6, 3, 3, requires_grad=True)  # other sizes than traced
+    y, y_eager = traced(x)[0], module(x)[0]
+    assert_close_relative(y, y_eager, 1e-6)
+    g, g_eager = (torch.autograd.grad(out.sum(), [x, module.ln_c_weight_l0]) for out in (y, y_eager))
+    for a, e in zip(g, g_eager):
+        assert_close_relative(a, e, 1e-6)
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="proj_size"):
+        fusedrnn.LayerNormLSTM(4, 8, proj_size=2)
+    gru = fusedrnn.LayerNormGRU(3, 4)
+    with pytest.raises(TypeError, match="LayerNormGRU has no torch.nn equivalent"):
+        fusedrnn.to_torch(torch.nn.Sequential(gru))
+    with pytest.raises(RuntimeError, match="torch.jit.script cannot compile fusedrnn.LayerNormGRU"):
+        torch.jit.script(gru)
+    model = torch.nn.Sequential(gru, torch.nn.LSTM(4, 4))
+    converted = fusedrnn.convert(model)
+    assert type(converted[0]) is fusedrnn.LayerNormGRU and type(converted[1]) is fusedrnn.LSTM
+    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size"):
+        gru(torch.randn(2, 1, 5))  # torch.nn's own check
