@@ -7,6 +7,7 @@ text generation. The default corpus is the Python documentation that ships with 
 
     python examples/word_lm.py --epochs 3
     python examples/word_lm.py --epochs 3 --backend torch      # the same model on torch.nn
+    python examples/word_lm.py --epochs 3 --cell layernorm_lstm  # fusedrnn.LayerNormLSTM (no torch.nn twin)
     python examples/word_lm.py --load lm.pt --generate 40 --prompt "the for statement"
 """
 
@@ -26,14 +27,21 @@ import corpus  # noqa: E402
 import fusedrnn  # noqa: E402
 
 RNN_CLASSES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN}
+# layers torch.nn does not have: fused only
+LAYER_NORM_CLASSES = {"layernorm_lstm": fusedrnn.LayerNormLSTM, "layernorm_gru": fusedrnn.LayerNormGRU}
 
 
 class LanguageModel(torch.nn.Module):
     def __init__(self, cell, vocab, emsize, nhid, nlayers, dropout, tied, backend):
         super().__init__()
         extra = {"nonlinearity": cell.split("_")[1]} if cell.startswith("rnn") else {}
-        rnn = RNN_CLASSES[cell](emsize, nhid, num_layers=nlayers, dropout=dropout, **extra)
-        self.rnn = fusedrnn.convert(rnn) if backend == "fused" else rnn
+        if cell in LAYER_NORM_CLASSES:
+            if backend != "fused":
+                raise ValueError(f"--cell {cell} has no torch.nn implementation: it needs --backend fused")
+            self.rnn = LAYER_NORM_CLASSES[cell](emsize, nhid, num_layers=nlayers, dropout=dropout)
+        else:
+            rnn = RNN_CLASSES[cell](emsize, nhid, num_layers=nlayers, dropout=dropout, **extra)
+            self.rnn = fusedrnn.convert(rnn) if backend == "fused" else rnn
         self.embed = torch.nn.Embedding(vocab, emsize)
         self.drop = torch.nn.Dropout(dropout)
         self.decoder = torch.nn.Linear(nhid, vocab)
@@ -51,7 +59,7 @@ class LanguageModel(torch.nn.Module):
 
     def init_hidden(self, batch):
         h = torch.zeros(self.nlayers, batch, self.nhid, device=self.decoder.weight.device)
-        return (h, h.clone()) if self.cell == "lstm" else h
+        return (h, h.clone()) if self.cell.endswith("lstm") else h
 
 
 def detach(hidden):
@@ -122,7 +130,7 @@ def progress(iterable, **kw):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="folder with train.txt, valid.txt, test.txt (default: Python's docs)")
-    p.add_argument("--cell", choices=list(RNN_CLASSES), default="lstm")
+    p.add_argument("--cell", choices=list(RNN_CLASSES) + list(LAYER_NORM_CLASSES), default="lstm")
     p.add_argument("--backend", choices=["fused", "torch"], default="fused")
     p.add_argument("--emsize", type=int, default=256)
     p.add_argument("--nhid", type=int, default=256)

@@ -36,6 +36,15 @@ def test_word_lm_learns_and_backends_agree(cell):
     assert math.isfinite(fused["history"][0]["valid_ppl"])
 
 
+@pytest.mark.parametrize("cell", ["layernorm_lstm", "layernorm_gru"])
+def test_word_lm_layer_norm_learns(cell):
+    args = ["--epochs", "1", "--max-batches", "12", "--cell", cell, "--quiet", "--emsize", "64", "--nhid", "64"]
+    losses = word_lm.main(args)["train_losses"]
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.5
+    with pytest.raises(ValueError, match="needs --backend fused"):
+        word_lm.main(args + ["--backend", "torch"])
+
+
 def test_word_lm_checkpoint_and_generation(tmp_path):
     path = str(tmp_path / "lm.pt")
     first = word_lm.main(["--epochs", "1", "--max-batches", "3", "--quiet", "--nhid", "32", "--emsize", "32",

@@ -13,7 +13,7 @@ import torch
 
 import fusedrnn
 
-from . import machine, report
+from . import layernorm, machine, report
 from .grid import GRIDS, MEMORY, loop_cases
 from .runner import Case, run_case
 
@@ -73,6 +73,9 @@ def main(argv=None):
     parser.add_argument("--loop", action="store_true",
                         help="step by step: cells and T=1 layer calls, 20 per timed call from a Python loop; "
                         "writes <device>_loop.* with --out")
+    parser.add_argument("--layernorm", action="store_true",
+                        help="the layer-normalised LSTM and GRU against a user's eager, compiled and scripted step "
+                        "loops (CPU, T=100); writes cpu_layernorm.* with --out")
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians), at least")
     parser.add_argument("--min-seconds", type=float, help="repeat until each side has run about this long "
                         "(at most 500 repetitions; default 1 on the CPU, 0 on CUDA and with --quick)")
@@ -89,9 +92,19 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
 
+    command = "python -m fusedrnn.bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.layernorm:
+        if args.device != "cpu":
+            parser.error("--layernorm runs on the CPU only (the layer-normalised layers are not fused on CUDA yet)")
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
+        stem = os.path.join(args.out, "cpu_layernorm") if args.out else None
+        layernorm.run(args.repeats, args.json or (stem and stem + ".json"), args.markdown or (stem and stem + ".md"),
+                      command, progress)
+        return
+
     info = machine.describe(args.device)
     line = machine.headline(info)
-    command = "python -m fusedrnn.bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(line, flush=True)
 
     min_seconds = args.min_seconds
