@@ -1,7 +1,9 @@
 #include "cpu/layernorm_layer.h"
 
+#include "cpu/input_product.h"
 #include "cpu/layer_inputs.h"
 #include "cpu/linear_grads.h"
+#include "cpu/packed_weights.h"
 #include "cpu/passes.h"
 #include "cpu/recurrence.h"
 #include "cpu/scratch_pool.h"
@@ -37,19 +39,23 @@ LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training)
   using LN = LayerNormed<Cell>;
   constexpr int G = Cell::gates;
   const int64_t N = l.x.size(0), B = l.h0.size(0), H = l.w_hh.size(0) / G;
-  const auto& pass = step_passes<T>().template layernorm_of<Cell>();
-
-  Tensor xw = input_projection(l.x, l.w_ih, std::nullopt);  // [N, G*H], normalised in place per step
+  const StepPasses<T>& kernels = step_passes<T>();
+  const auto& pass = kernels.template layernorm_of<Cell>();
+  Tensor xw = input_product<T>(l.x, l.w_ih, l.w_ih_source);  // [N, G*H], normalised in place per step
+  // h W_hh^T with the fused kernels' tiled product: W_hh's rows packed as a one-gate layer's are the
+  // column panels of W_hh^T (as input_product does for W_ih)
+  const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::GateRows, 1, kernels.lanes);
   Tensor hh = at::empty({B, G * H}, l.x.options());
   Tensor y = at::empty({N, H}, l.x.options());
   Tensor h = l.h0.clone();  // [B, H]: running state; rows past batch_sizes[t] keep theirs
   Tensor c = Cell::states == 2 ? l.c0.clone() : Tensor();
   Tensor workspace = training ? scratch_empty({N, LN::workspace_cols(H)}, l.x.options()) : at::empty({0}, l.x.options());
   Tensor cell_scratch = LN::normalises_c && !training ? at::empty({B, Cell::workspace_cols * H}, l.x.options()) : Tensor();
-  const Tensor w_hh_t = l.w_hh.t();
 
   for (const Step& s : l.steps) {
-    mm_into(hh.narrow(0, 0, s.rows), h.narrow(0, 0, s.rows), w_hh_t);
+    const ColumnProduct<T> q{s.rows, H, G * H, h.data_ptr<T>(), H, false, panels.data_ptr<T>(), hh.data_ptr<T>(),
+                             G * H, false};
+    parallel_shares(panels.size(0), s.rows * H * G * H, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
     LayerNormForwardStep<T> p{};
     p.hidden = H;
     p.xw = xw.data_ptr<T>() + s.offset * G * H;
@@ -78,8 +84,10 @@ std::pair<LayerGrads, LayerNormGrads> backward_typed(const Layer& l, const NormW
   constexpr int G = Cell::gates;
   constexpr bool kSplitGates = Cell::input_apart >= 0;
   const int64_t N = l.x.size(0), H = l.w_hh.size(0) / G, ws_cols = LN::workspace_cols(H);
-  const auto& pass = step_passes<T>().template layernorm_of<Cell>();
+  const StepPasses<T>& kernels = step_passes<T>();
+  const auto& pass = kernels.template layernorm_of<Cell>();
   const auto options = l.x.options();
+  const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::Columns, G, kernels.lanes);  // for dhh W_hh
 
   Tensor dpre_ih = scratch_empty({N, G * H}, options);
   Tensor dpre_hh = kSplitGates ? scratch_empty({N, G * H}, options) : dpre_ih;
@@ -113,13 +121,9 @@ std::pair<LayerGrads, LayerNormGrads> backward_typed(const Layer& l, const NormW
     p.dhh = dhh.data_ptr<T>() + s.offset * G * H;
     for_row_shares(s.rows, G * H, [&](int64_t begin, int64_t end) { pass.backward(p, begin, end); });
     // the previous h reaches the step through W_hh (and, for the GRU, directly: dh holds that part)
-    Tensor dh_rows = dh.narrow(0, 0, s.rows);
-    const Tensor dhh_rows = dhh.narrow(0, s.offset, s.rows);
-    if constexpr (Cell::h_feeds_through) {
-      dh_rows.addmm_(dhh_rows, l.w_hh);
-    } else {
-      mm_into(dh_rows, dhh_rows, l.w_hh);
-    }
+    const ColumnProduct<T> q{s.rows, G * H, H, dhh.data_ptr<T>() + s.offset * G * H, G * H, false,
+                             panels.data_ptr<T>(), dh.data_ptr<T>(), H, Cell::h_feeds_through};
+    parallel_shares(panels.size(0), s.rows * G * H * H, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
   }
 
   LinearGrads g = linear_grads_cpu<T>(dxw, dhh, l.x, y, l.h0, l.steps, l.w_ih, input_grad, false);
