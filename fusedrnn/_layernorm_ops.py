@@ -10,7 +10,8 @@ after the biases:
 
 and their ``*_backward`` ops return the plain gradients followed by the norm weights'. The kernels are CPU
 only for now (csrc/cpu/layernorm_layer.cpp): on any other device `forward` runs the reference step loop.
-The autograd formula is the backward op; a backward that must itself be differentiable
+Under torch.autocast they compute and output float32 (as autocast's layer_norm does). The autograd
+formula is the backward op; a backward that must itself be differentiable
 (create_graph=True) goes through autograd over the reference step loop at the saved inputs, as the plain
 ops' does.
 """
@@ -104,6 +105,9 @@ def _register(cell: Cell) -> None:
         return tuple(by_id.get(id(t)) if t is not None else None for t in inputs)
 
     torch.library.register_autograd(f"fusedrnn::{name}_forward", backward, setup_context=setup_context)
+    # Under autocast these layers compute in float32, as autocast runs layer_norm: a 16-bit input (from an
+    # autocast nn.Linear before them, say) meets float32 weights.
+    torch.library.register_autocast(f"fusedrnn::{name}_forward", "cpu", torch.float32)
     FORWARD[cell.name] = getattr(_ops, f"{name}_forward").default
 
 

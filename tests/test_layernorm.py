@@ -312,3 +312,36 @@ def test_refusals():
     assert type(converted[0]) is fusedrnn.LayerNormGRU and type(converted[1]) is fusedrnn.LSTM
     with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size"):
         gru(torch.randn(2, 1, 5))  # torch.nn's own check
+
+
+def test_autocast_runs_in_float32():
+    torch.manual_seed(5)
+    module = fusedrnn.LayerNormLSTM(4, 5)
+    x = torch.randn(3, 2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, (h, c) = module(x.bfloat16())  # a 16-bit input meets float32 weights
+    assert y.dtype == h.dtype == c.dtype == torch.float32
+    assert_close_relative(y, module(x.bfloat16().float())[0], 1e-6)
+    y.sum().backward()
+    assert module.ln_ih_weight_l0.grad.dtype == torch.float32
+
+
+def test_export():
+    torch.manual_seed(6)
+    module = fusedrnn.LayerNormGRU(4, 5, bidirectional=True)
+    perturb_norms(module)
+    x = torch.randn(3, 2, 4)
+    with torch.no_grad():
+        program = torch.export.export(module, (x,))
+    assert any(node.target is torch.ops.fusedrnn.layernorm_gru_forward.default for node in program.graph.nodes)
+    assert_close_relative(program.module()(x)[0], module(x)[0], 1e-6)
+
+
+@pytest.mark.cuda
+def test_cuda_runs_the_reference_loop():
+    torch.manual_seed(7)
+    module = fusedrnn.LayerNormLSTM(4, 5)
+    perturb_norms(module)
+    x = torch.randn(3, 2, 4)
+    expected = module(x)[0]
+    assert_close_relative(module.cuda()(x.cuda())[0].cpu(), expected, 1e-5)
