@@ -1,5 +1,7 @@
 #include "cpu/layernorm_layer.h"
 
+#include <ranges>
+
 #include "cpu/input_product.h"
 #include "cpu/layer_inputs.h"
 #include "cpu/linear_grads.h"
@@ -28,10 +30,10 @@ NormWeights compute_norm_weights(const LayerNormWeights& ln, at::ScalarType dtyp
   return {to(ln.ln_ih), to(ln.ln_hh), to(ln.ln_c_w), to(ln.ln_c_b)};
 }
 
-// f(row_begin, row_end) over the step's rows, shared by the team when they are worth it.
-template <typename F>
-void for_row_shares(int64_t rows, int64_t values_per_row, const F& f) {
-  parallel_shares(rows, rows * values_per_row * kRowPassMacsPerValue, [&](Share sh) { f(sh.begin, sh.end); });
+// Worker slots for a layer's steps: its product (rows x k x cols MACs) plus the row pass (about
+// kRowPassMacsPerValue per gate value) per step, over the column panels.
+int64_t step_slots(int64_t panels, int64_t rows, int64_t gate_values, int64_t k, int64_t steps) {
+  return team_slots(panels, rows * gate_values * (k + kRowPassMacsPerValue), steps);
 }
 
 template <typename Cell, typename T>
@@ -52,10 +54,7 @@ LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training)
   Tensor workspace = training ? scratch_empty({N, LN::workspace_cols(H)}, l.x.options()) : at::empty({0}, l.x.options());
   Tensor cell_scratch = LN::normalises_c && !training ? at::empty({B, Cell::workspace_cols * H}, l.x.options()) : Tensor();
 
-  for (const Step& s : l.steps) {
-    const ColumnProduct<T> q{s.rows, H, G * H, h.data_ptr<T>(), H, false, panels.data_ptr<T>(), hh.data_ptr<T>(),
-                             G * H, false};
-    parallel_shares(panels.size(0), s.rows * H * G * H, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
+  auto step_args = [&](const Step& s) {
     LayerNormForwardStep<T> p{};
     p.hidden = H;
     p.xw = xw.data_ptr<T>() + s.offset * G * H;
@@ -71,8 +70,20 @@ LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training)
     p.y = y.data_ptr<T>() + s.offset * H;
     p.workspace = training ? workspace.data_ptr<T>() + s.offset * LN::workspace_cols(H) : nullptr;
     p.cell_scratch = cell_scratch.defined() ? cell_scratch.data_ptr<T>() : nullptr;
-    for_row_shares(s.rows, G * H, [&](int64_t begin, int64_t end) { pass.forward(p, begin, end); });
-  }
+    return p;
+  };
+  const int64_t slots = step_slots(panels.size(0), B, G * H, H, static_cast<int64_t>(l.steps.size()));
+  run_phased_steps(
+      l.steps, slots,
+      [&](const Step& s, int64_t w0, int64_t w1) {  // h W_hh^T: the team splits the column panels
+        const ColumnProduct<T> q{s.rows, H, G * H, h.data_ptr<T>(), H, false, panels.data_ptr<T>(),
+                                 hh.data_ptr<T>(), G * H, false};
+        for_each_share(w0, w1, slots, panels.size(0), [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
+      },
+      [&](const Step& s, int64_t w0, int64_t w1) {  // the row pass: the team splits the rows
+        const LayerNormForwardStep<T> p = step_args(s);
+        for_each_share(w0, w1, slots, s.rows, [&](Share sh) { pass.forward(p, sh.begin, sh.end); });
+      });
   return {y, h, c, workspace};
 }
 
@@ -97,8 +108,7 @@ std::pair<LayerGrads, LayerNormGrads> backward_typed(const Layer& l, const NormW
   Tensor dh = grad_hn.clone();  // [B, H]: gradient of the running hidden state
   Tensor dc = Cell::states == 2 ? grad_cn.clone() : Tensor();
 
-  for (auto it = l.steps.rbegin(); it != l.steps.rend(); ++it) {
-    const Step& s = *it;
+  auto step_args = [&](const Step& s) {
     LayerNormBackwardStep<T> p{};
     p.hidden = H;
     p.dh = dh.data_ptr<T>();
@@ -119,12 +129,21 @@ std::pair<LayerGrads, LayerNormGrads> backward_typed(const Layer& l, const NormW
     p.dlc = LN::normalises_c ? dlc.data_ptr<T>() + s.offset * H : nullptr;
     p.dxw = dxw.data_ptr<T>() + s.offset * G * H;
     p.dhh = dhh.data_ptr<T>() + s.offset * G * H;
-    for_row_shares(s.rows, G * H, [&](int64_t begin, int64_t end) { pass.backward(p, begin, end); });
-    // the previous h reaches the step through W_hh (and, for the GRU, directly: dh holds that part)
-    const ColumnProduct<T> q{s.rows, G * H, H, dhh.data_ptr<T>() + s.offset * G * H, G * H, false,
-                             panels.data_ptr<T>(), dh.data_ptr<T>(), H, Cell::h_feeds_through};
-    parallel_shares(panels.size(0), s.rows * G * H * H, [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
-  }
+    return p;
+  };
+  const int64_t slots = step_slots(panels.size(0), grad_hn.size(0), G * H, H, static_cast<int64_t>(l.steps.size()));
+  run_phased_steps(
+      std::views::reverse(l.steps), slots,
+      [&](const Step& s, int64_t w0, int64_t w1) {  // the row pass: the team splits the rows
+        const LayerNormBackwardStep<T> p = step_args(s);
+        for_each_share(w0, w1, slots, s.rows, [&](Share sh) { pass.backward(p, sh.begin, sh.end); });
+      },
+      [&](const Step& s, int64_t w0, int64_t w1) {
+        // the previous h reaches the step through W_hh (and, for the GRU, directly: dh holds that part)
+        const ColumnProduct<T> q{s.rows, G * H, H, dhh.data_ptr<T>() + s.offset * G * H, G * H, false,
+                                 panels.data_ptr<T>(), dh.data_ptr<T>(), H, Cell::h_feeds_through};
+        for_each_share(w0, w1, slots, panels.size(0), [&](Share sh) { kernels.column_product(q, sh.begin, sh.end); });
+      });
 
   LinearGrads g = linear_grads_cpu<T>(dxw, dhh, l.x, y, l.h0, l.steps, l.w_ih, input_grad, false);
   const Tensor empty = at::empty({0}, options);

@@ -147,6 +147,7 @@ class Result:
 
 
 def run_point(cell: str, B: int, H: int, mode: str, repeats: int) -> Result:
+    torch.compiler.reset()  # each point compiles its own step (Dynamo's recompile limit would end in eager)
     torch.manual_seed(0)
     training = mode == "training"
     fused = (fusedrnn.LayerNormLSTM if cell == "lstm" else fusedrnn.LayerNormGRU)(H, H)
