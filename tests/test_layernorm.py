@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 import torch
+from conftest import TOLERANCE, assert_close_relative, random_like
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 import fusedrnn
-from conftest import TOLERANCE, assert_close_relative, random_like
 from fusedrnn import functional, reference
 
 GATES = {"lstm": 4, "gru": 3}

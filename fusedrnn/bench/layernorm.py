@@ -20,7 +20,7 @@ import dataclasses
 import json
 import statistics
 import time
-from typing import List, Tuple
+from typing import List, Tuple  # noqa: UP035 - TorchScript reads these annotations
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +43,7 @@ class LoopLSTM(nn.Module):
         self.ih, self.hh = nn.Linear(I, 4 * H, bias=False), nn.Linear(H, 4 * H, bias=False)
         self.ln_ih, self.ln_hh, self.ln_c = nn.LayerNorm(4 * H), nn.LayerNorm(4 * H), nn.LayerNorm(H)
 
-    def step(self, xw: Tensor, h: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:
+    def step(self, xw: Tensor, h: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:  # noqa: UP006
         gates = self.ln_ih(xw) + self.ln_hh(self.hh(h))
         i, f, g, o = gates.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -51,7 +51,7 @@ class LoopLSTM(nn.Module):
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tensor:
         xw = self.ih(x)
-        outputs: List[Tensor] = []
+        outputs: List[Tensor] = []  # noqa: UP006
         for t in range(x.shape[0]):
             h, c = self.step(xw[t], h, c)
             outputs.append(h)
@@ -66,7 +66,7 @@ class LoopGRU(nn.Module):
         self.ih, self.hh = nn.Linear(I, 3 * H, bias=False), nn.Linear(H, 3 * H, bias=False)
         self.ln_ih, self.ln_hh = nn.LayerNorm(3 * H), nn.LayerNorm(3 * H)
 
-    def step(self, xw: Tensor, h: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:
+    def step(self, xw: Tensor, h: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:  # noqa: UP006
         xr, xz, xn = self.ln_ih(xw).chunk(3, 1)
         hr, hz, hn = self.ln_hh(self.hh(h)).chunk(3, 1)
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
@@ -75,7 +75,7 @@ class LoopGRU(nn.Module):
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tensor:
         xw = self.ih(x)
-        outputs: List[Tensor] = []
+        outputs: List[Tensor] = []  # noqa: UP006
         for t in range(x.shape[0]):
             h, c = self.step(xw[t], h, c)
             outputs.append(h)
@@ -216,13 +216,13 @@ def table(results) -> str:
 METHOD = [
     "T = 100, float32, input size = hidden size, one layer; fused = fusedrnn.LayerNormLSTM / LayerNormGRU",
     "eager loop: nn.Linear + nn.LayerNorm per step (the input product hoisted: one nn.Linear over the sequence)",
-    "compiled loop: that step under torch.compile (dynamic=False), the loop in Python; scripted loop: the whole "
-    "loop under torch.jit.script (PyTorch's fastrnns custom_lstms style)",
-    "plain fused: fusedrnn.LSTM / GRU of the same size; floor: the layer's matrix products alone as torch.mm "
-    "(inference: x W_ih^T over the sequence, h W_hh^T per step; training also dG W_ih, dG^T X, dG_t W_hh per "
-    "step, dG^T H)",
-    "time: same weights and inputs, 2 warm-up rounds, interleaved repetitions, medians; inference under "
-    "no_grad, training = forward + backward of the output's sum",
+    ("compiled loop: that step under torch.compile (dynamic=False), the loop in Python; scripted loop: the whole "
+     "loop under torch.jit.script (PyTorch's fastrnns custom_lstms style)"),
+    ("plain fused: fusedrnn.LSTM / GRU of the same size; floor: the layer's matrix products alone as torch.mm "
+     "(inference: x W_ih^T over the sequence, h W_hh^T per step; training also dG W_ih, dG^T X, dG_t W_hh per "
+     "step, dG^T H)"),
+    ("time: same weights and inputs, 2 warm-up rounds, interleaved repetitions, medians; inference under "
+     "no_grad, training = forward + backward of the output's sum"),
     "max rel err: the loops' outputs against the fused layer's, max |a - b| / max |b|",
 ]
 
