@@ -70,6 +70,17 @@ def lstm(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, *, batch_sizes=None
     return y, (h_n, c_n)
 
 
+def _gru_update(input_side: Tensor, hidden_side: Tensor, h: Tensor) -> Tensor:
+    """The GRU's gates on its input side (x W_ih^T + b_ih) and hidden side (h W_hh^T + b_hh), [B, 3H] each:
+    the new h."""
+    xr, xz, xn = input_side.chunk(3, 1)
+    hr, hz, hn = hidden_side.chunk(3, 1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h
+
+
 def gru(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=False):
     """GRU layer ("reset after", as torch.nn.GRU); hx = h0 [B, H] or None. Returns (y, h_n)."""
     hidden = w_hh.shape[0] // 3
@@ -78,12 +89,7 @@ def gru(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, batch_sizes=None, reverse=Fa
 
     def cell(x_t, state):
         (h,) = state
-        xr, xz, xn = F.linear(x_t, w_ih, b_ih).chunk(3, 1)
-        hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, 1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        h = (1 - z) * n + z * h
+        h = _gru_update(F.linear(x_t, w_ih, b_ih), F.linear(h, w_hh, b_hh), h)
         return (h,), h
 
     y, (h_n,) = _run(cell, x, (hx,), batch_sizes, reverse, hidden)
@@ -131,12 +137,8 @@ def layernorm_gru(x, hx, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, *, 
 
     def cell(x_t, state):
         (h,) = state
-        xr, xz, xn = _add_bias(_norm(F.linear(x_t, w_ih), ln_ih_weight), b_ih).chunk(3, 1)
-        hr, hz, hn = _add_bias(_norm(F.linear(h, w_hh), ln_hh_weight), b_hh).chunk(3, 1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        h = (1 - z) * n + z * h
+        h = _gru_update(_add_bias(_norm(F.linear(x_t, w_ih), ln_ih_weight), b_ih),
+                        _add_bias(_norm(F.linear(h, w_hh), ln_hh_weight), b_hh), h)
         return (h,), h
 
     y, (h_n,) = _run(cell, x, (hx,), batch_sizes, reverse, hidden)

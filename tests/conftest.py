@@ -90,6 +90,14 @@ def torch_nn_cell(kind, input_size, hidden_size):
     return cls(input_size, hidden_size, **kwargs)
 
 
+def random_batch_sizes(T, B, generator) -> torch.Tensor:
+    """The batch_sizes of B random lengths in [1, T], the longest T (PackedSequence order)."""
+    lengths = torch.randint(1, T + 1, (B,), generator=generator)
+    lengths[0] = T
+    lengths = lengths.sort(descending=True).values
+    return torch.tensor([int((lengths > t).sum()) for t in range(T)], dtype=torch.int64)
+
+
 def make_case(cell, T, B, I, H, *, bias=True, reverse=False, varlen=False, proj=None, dtype=torch.float64,
               seed=0) -> Case:
     """Fresh random inputs and weights (never zeros), seeded. proj only for lstm_proj."""
@@ -105,11 +113,8 @@ def make_case(cell, T, B, I, H, *, bias=True, reverse=False, varlen=False, proj=
     scale = 1.0 / max(1.0, H**0.5)
     batch_sizes = None
     if varlen:
-        lengths = torch.randint(1, T + 1, (B,), generator=g)
-        lengths[0] = T
-        lengths = lengths.sort(descending=True).values
-        batch_sizes = torch.tensor([int((lengths > t).sum()) for t in range(T)], dtype=torch.int64)
-        x = randn(int(lengths.sum()), I)
+        batch_sizes = random_batch_sizes(T, B, g)
+        x = randn(int(batch_sizes.sum()), I)
     else:
         x = randn(T, B, I)
     return Case(

@@ -6,40 +6,27 @@ import itertools
 
 import pytest
 import torch
-from conftest import TOLERANCE, assert_close_relative, random_like
+from conftest import GATES, TOLERANCE, assert_close_relative, make_case, random_like
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 import fusedrnn
 from fusedrnn import functional, reference
 
-GATES = {"lstm": 4, "gru": 3}
 FLAGS = list(itertools.product([True, False], [False, True], [False, True]))  # bias, reverse, varlen
 
 
 def make_inputs(cell, T, B, I, H, *, bias=True, varlen=False, seed=0):
-    """(x, hx, weights, norm weights, batch_sizes): fresh random values, norm weights away from ones/zeros."""
-    g = torch.Generator().manual_seed(seed)
+    """(x, hx, weights, norm weights, batch_sizes): conftest's random case plus norm weights near ones/zeros."""
+    case = make_case(cell, T, B, I, H, bias=bias, varlen=varlen, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
 
-    def randn(*shape, scale=1.0, shift=0.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).requires_grad_()
+    def near(size, value):
+        return (torch.randn(size, generator=g, dtype=torch.float64) * 0.3 + value).requires_grad_()
 
-    G, scale = GATES[cell], 1.0 / max(1.0, H**0.5)
-    batch_sizes = None
-    if varlen:
-        lengths = torch.randint(1, T + 1, (B,), generator=g)
-        lengths[0] = T
-        lengths = lengths.sort(descending=True).values
-        batch_sizes = torch.tensor([int((lengths > t).sum()) for t in range(T)], dtype=torch.int64)
-        x = randn(int(lengths.sum()), I)
-    else:
-        x = randn(T, B, I)
-    hx = (randn(B, H, scale=0.5), randn(B, H, scale=0.5)) if cell == "lstm" else randn(B, H, scale=0.5)
-    weights = [randn(G * H, I, scale=scale), randn(G * H, H, scale=scale)]
-    weights += [randn(G * H, scale=scale), randn(G * H, scale=scale)] if bias else [None, None]
-    norm = [randn(G * H, scale=0.3, shift=1.0), randn(G * H, scale=0.3, shift=1.0)]
-    if cell == "lstm":
-        norm += [randn(H, scale=0.3, shift=1.0), randn(H, scale=0.3)]
-    return x, hx, weights, norm, batch_sizes
+    G = GATES[cell]
+    norm = [near(G * H, 1.0), near(G * H, 1.0)] + ([near(H, 1.0), near(H, 0.0)] if cell == "lstm" else [])
+    hx = (case.h0, case.c0) if cell == "lstm" else case.h0
+    return case.x, hx, [case.w_ih, case.w_hh, case.b_ih, case.b_hh], norm, case.batch_sizes
 
 
 def run(impl, cell, x, hx, weights, norm, batch_sizes, reverse):

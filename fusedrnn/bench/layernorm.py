@@ -35,7 +35,19 @@ MODES = ("inference", "training")
 SIDES = ("fused", "plain", "eager", "compiled", "scripted", "floor")
 
 
-class LoopLSTM(nn.Module):
+class StepLoop(nn.Module):
+    """A layer as a user writes it: the input side's nn.Linear over the sequence, then a loop of its step."""
+
+    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tensor:
+        xw = self.ih(x)
+        outputs: List[Tensor] = []  # noqa: UP006
+        for t in range(x.shape[0]):
+            h, c = self.step(xw[t], h, c)
+            outputs.append(h)
+        return torch.stack(outputs)
+
+
+class LoopLSTM(StepLoop):
     """A layer-normalised LSTM as a user writes it: nn.Linear and nn.LayerNorm in a step loop."""
 
     def __init__(self, I: int, H: int):
@@ -49,16 +61,8 @@ class LoopLSTM(nn.Module):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(self.ln_c(c)), c
 
-    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tensor:
-        xw = self.ih(x)
-        outputs: List[Tensor] = []  # noqa: UP006
-        for t in range(x.shape[0]):
-            h, c = self.step(xw[t], h, c)
-            outputs.append(h)
-        return torch.stack(outputs)
 
-
-class LoopGRU(nn.Module):
+class LoopGRU(StepLoop):
     """A layer-normalised GRU as a user writes it."""
 
     def __init__(self, I: int, H: int):
@@ -72,14 +76,6 @@ class LoopGRU(nn.Module):
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         return (1 - z) * n + z * h, c
-
-    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tensor:
-        xw = self.ih(x)
-        outputs: List[Tensor] = []  # noqa: UP006
-        for t in range(x.shape[0]):
-            h, c = self.step(xw[t], h, c)
-            outputs.append(h)
-        return torch.stack(outputs)
 
 
 def loop_twin(fused) -> nn.Module:
