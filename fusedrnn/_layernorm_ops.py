@@ -35,6 +35,13 @@ def norm_weight_names(cell: Cell) -> tuple[str, ...]:
     return ("ln_ih_weight", "ln_hh_weight") + (("ln_c_weight", "ln_c_bias") if cell.states == 2 else ())
 
 
+def norm_weight_sizes(cell: Cell, hidden: int) -> list[tuple[str, int]]:
+    """(name, length) of each norm weight: ln_ih and ln_hh span the G*H gate values, the LSTM's ln_c the H
+    units."""
+    return [(name, hidden * (cell.gates if name in ("ln_ih_weight", "ln_hh_weight") else 1))
+            for name in norm_weight_names(cell)]
+
+
 def workspace_cols(cell: Cell, hidden: int) -> int:
     """LayerNormed<Cell>::workspace_cols (csrc/fusedrnn/layer_norm.h): both sides' normalised products, the
     plain cell's columns, the LSTM's normalised c', then one rstd per norm."""
@@ -46,6 +53,7 @@ def _register(cell: Cell) -> None:
     name = f"layernorm_{cell.name}"
     s = cell.states
     n_norm = len(norm_weight_names(cell))
+    forward_op = getattr(_ops, f"{name}_forward").default
     backward_op = getattr(_ops, f"{name}_backward").default
     reference_layer = getattr(reference, name)
 
@@ -74,13 +82,22 @@ def _register(cell: Cell) -> None:
     differentiable = 1 + s + 4 + n_norm
 
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:differentiable], output[0], output[-1])
+        ctx.save_for_backward(*inputs[:differentiable], output[-1])
+        # y is kept as an alias sharing its version counter, not saved: saving it would make an in-place op
+        # on the output (`out += x`) an error at backward, which torch.nn's outputs allow. The backward
+        # recomputes y (an inference forward) when it was changed.
+        ctx.y = output[0].detach()
+        ctx.y_version = ctx.y._version
         ctx.batch_sizes, ctx.reverse = inputs[differentiable], inputs[differentiable + 1]
         ctx.has_bias = inputs[1 + s + 2] is not None
 
     def backward(ctx, *grads):
         saved = ctx.saved_tensors
-        inputs, y, workspace = saved[:differentiable], saved[-2], saved[-1]
+        inputs, workspace = saved[:differentiable], saved[-1]
+        y = ctx.y
+        if y._version != ctx.y_version:
+            with torch.no_grad():
+                y = forward_op(*inputs, ctx.batch_sizes, ctx.reverse, False)[0]
         outputs = (y,) + tuple(inputs[1:1 + s])  # shapes of y and the final states (as the initial ones)
         grads_out = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads[:1 + s], outputs)]
         if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # create_graph: differentiable
@@ -108,7 +125,7 @@ def _register(cell: Cell) -> None:
     # Under autocast these layers compute in float32, as autocast runs layer_norm: a 16-bit input (from an
     # autocast nn.Linear before them, say) meets float32 weights.
     torch.library.register_autocast(f"fusedrnn::{name}_forward", "cpu", torch.float32)
-    FORWARD[cell.name] = getattr(_ops, f"{name}_forward").default
+    FORWARD[cell.name] = forward_op
 
 
 FORWARD: dict[str, torch._ops.OpOverload] = {}

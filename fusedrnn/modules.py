@@ -276,8 +276,7 @@ class _LayerNormRNNBase:
         names = []
         for layer in range(self.num_layers):
             for suffix in ("", "_reverse")[:2 if self.bidirectional else 1]:
-                for name in _layernorm_ops.norm_weight_names(cell):
-                    size = self.hidden_size * (cell.gates if name in ("ln_ih_weight", "ln_hh_weight") else 1)
+                for name, size in _layernorm_ops.norm_weight_sizes(cell, self.hidden_size):
                     self.register_parameter(f"{name}_l{layer}{suffix}",
                                             torch.nn.Parameter(torch.empty(size, **factory)))
                     names.append(f"{name}_l{layer}{suffix}")
@@ -317,8 +316,7 @@ class _LayerNormCellBase:
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         cell = self._cell
-        for name in _layernorm_ops.norm_weight_names(cell):
-            size = hidden_size * (cell.gates if name in ("ln_ih_weight", "ln_hh_weight") else 1)
+        for name, size in _layernorm_ops.norm_weight_sizes(cell, hidden_size):
             self.register_parameter(name, torch.nn.Parameter(torch.empty(size, device=device, dtype=dtype)))
         _reset_norm_weights(self, _layernorm_ops.norm_weight_names(cell))
 

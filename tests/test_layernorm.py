@@ -332,3 +332,17 @@ def test_cuda_runs_the_reference_loop():
     x = torch.randn(3, 2, 4)
     expected = module(x)[0]
     assert_close_relative(module.cuda()(x.cuda())[0].cpu(), expected, 1e-5)
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.LayerNormLSTM, fusedrnn.LayerNormGRU])
+def test_in_place_on_outputs(cls):
+    """out += 1 after the forward, as torch.nn's outputs allow: backward gives the same gradients."""
+    torch.manual_seed(8)
+    module = cls(4, 5, batch_first=True)
+    perturb_norms(module)
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    expected = torch.autograd.grad(module(x)[0].sum(), [x, module.ln_hh_weight_l0])
+    out, _ = module(x)
+    out += 1
+    for a, e in zip(torch.autograd.grad(out.sum(), [x, module.ln_hh_weight_l0]), expected):
+        assert_close_relative(a, e, 1e-6)

@@ -37,7 +37,7 @@ int64_t step_slots(int64_t panels, int64_t rows, int64_t gate_values, int64_t k,
 }
 
 template <typename Cell, typename T>
-LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training) {
+LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training, at::IntArrayRef y_sizes) {
   using LN = LayerNormed<Cell>;
   constexpr int G = Cell::gates;
   const int64_t N = l.x.size(0), B = l.h0.size(0), H = l.w_hh.size(0) / G;
@@ -48,7 +48,10 @@ LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training)
   // column panels of W_hh^T (as input_product does for W_ih)
   const Tensor panels = packed_panels(l.w_hh_source, l.w_hh, PanelKind::GateRows, 1, kernels.lanes);
   Tensor hh = at::empty({B, G * H}, l.x.options());
-  Tensor y = at::empty({N, H}, l.x.options());
+  // y in the caller's layout, and not as a view of a [N, H] buffer: autograd refuses in-place ops on a view
+  // that a custom op returns (`out += x` on the output), as it would on torch.nn's outputs
+  Tensor y_out = at::empty(y_sizes, l.x.options());
+  Tensor y = y_out.view({N, H});
   Tensor h = l.h0.clone();  // [B, H]: running state; rows past batch_sizes[t] keep theirs
   Tensor c = Cell::states == 2 ? l.c0.clone() : Tensor();
   Tensor workspace = training ? scratch_empty({N, LN::workspace_cols(H)}, l.x.options()) : at::empty({0}, l.x.options());
@@ -84,7 +87,7 @@ LayerOutputs forward_typed(const Layer& l, const NormWeights& ln, bool training)
         const LayerNormForwardStep<T> p = step_args(s);
         for_each_share(w0, w1, slots, s.rows, [&](Share sh) { pass.forward(p, sh.begin, sh.end); });
       });
-  return {y, h, c, workspace};
+  return {y_out, h, c, workspace};
 }
 
 template <typename Cell, typename T>
@@ -171,12 +174,14 @@ LayerOutputs layernorm_forward(const LayerInputs& in, const LayerNormWeights& ln
   const Layer l = compute_layer(in);
   const NormWeights w = compute_norm_weights(ln, l.x.scalar_type());
   const auto dtype = in.x.scalar_type();
+  const LayerShape& s = in.shape;
+  const std::vector<int64_t> y_sizes = s.packed ? std::vector<int64_t>{s.N, s.H} : std::vector<int64_t>{s.T, s.B, s.H};
   const LayerOutputs out = visit_normalised_cell(in.cell, [&](auto cell) {
     using Cell = decltype(cell);
     return AT_DISPATCH_FLOATING_TYPES(l.x.scalar_type(), "fusedrnn_layernorm_forward_cpu",
-                                      [&] { return forward_typed<Cell, scalar_t>(l, w, training); });
+                                      [&] { return forward_typed<Cell, scalar_t>(l, w, training, y_sizes); });
   });
-  return {as_layout(out.y, in.shape, dtype), to_dtype(out.h_n, dtype), to_dtype(out.c_n, dtype), out.workspace};
+  return {to_dtype(out.y, dtype), to_dtype(out.h_n, dtype), to_dtype(out.c_n, dtype), out.workspace};
 }
 
 std::pair<LayerGrads, LayerNormGrads> layernorm_backward(const LayerInputs& in, const LayerNormWeights& ln,
