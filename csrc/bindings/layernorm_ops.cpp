@@ -1,5 +1,5 @@
 // The kernels of the layer-normalised LSTM and GRU ops (csrc/ops.cpp), registered for the CPU. Their
-// CUDA path is not fused yet: fusedrnn/functional.py runs the reference step loop for CUDA tensors.
+// CUDA path is not fused yet: fusedrnn/_layernorm_ops.py runs the reference step loop for CUDA tensors.
 #include <torch/library.h>
 
 #include <tuple>

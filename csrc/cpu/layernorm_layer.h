@@ -2,10 +2,11 @@
 // direction, the whole sequence; arguments as for the plain cells (sequence/layer.h, no projection),
 // plus the layer norms' weights. float32 and float64 run natively; bfloat16 and float16 in float32.
 //
-// Forward: x W_ih^T for all steps in one GEMM; per step h W_hh^T as a GEMM, then the team splits the
-// step's rows for the row pass (both layer norms, the cell's math, the LSTM's norm of c'). Backward: per
-// step the row pass gives the gradients of both products, then dh_{t-1} = dhh W_hh as a GEMM; the
-// weights' gradients are batched products and column sums after the loop.
+// Forward: x W_ih^T for all steps in one tiled product; then one team runs the steps, each in two phases
+// with a barrier after each: h W_hh^T (the tiled product, the team splitting column panels), then the row
+// pass (both layer norms, the cell's math, the LSTM's norm of c'; the team splitting rows). Backward, per
+// step: the row pass gives the gradients of both products, then dh_{t-1} = dhh W_hh; the weights'
+// gradients are batched products and column sums after the loop.
 #pragma once
 
 #include <ATen/ATen.h>
