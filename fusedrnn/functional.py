@@ -25,16 +25,20 @@ def _zeros_state(x, batch_sizes, features):
     return x.new_zeros(batch, features)
 
 
+def _initial_states(cell: Cell, x, hx, weights, batch_sizes):
+    """hx as a tuple of states, (h0,) or (h0, c0); zeros of the right sizes when hx is None."""
+    if hx is not None:
+        return tuple(hx) if cell.states > 1 else (hx,)
+    hidden = weights[1].shape[0] // cell.gates
+    w_hr = weights[4] if cell.projectable and len(weights) > 4 else None
+    out = w_hr.shape[0] if w_hr is not None else hidden
+    return (_zeros_state(x, batch_sizes, out),) + tuple(
+        _zeros_state(x, batch_sizes, hidden) for _ in range(cell.states - 1))
+
+
 def _layer(cell: Cell, x, hx, weights, batch_sizes, reverse, nonlinearity=None):
     """One layer of any cell; hx = h0 (or (h0, c0)) or None; returns (y, h_n) or (y, (h_n, c_n))."""
-    if hx is None:
-        hidden = weights[1].shape[0] // cell.gates
-        w_hr = weights[4] if cell.projectable else None
-        out = w_hr.shape[0] if w_hr is not None else hidden
-        states = (_zeros_state(x, batch_sizes, out),) + tuple(
-            _zeros_state(x, batch_sizes, hidden) for _ in range(cell.states - 1))
-    else:
-        states = tuple(hx) if cell.states > 1 else (hx,)
+    states = _initial_states(cell, x, hx, weights, batch_sizes)
     training = _needs_grad(x, *states, *weights)
     y, final = _ops.forward(cell, x, states, weights, batch_sizes, reverse, nonlinearity, training)
     return y, (final if cell.states > 1 else final[0])
@@ -69,9 +73,7 @@ def layernorm_gru(x, hx, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, *, 
 
 
 def _normalised_layer(cell: Cell, x, hx, weights, norm_weights, batch_sizes, reverse):
-    hidden = weights[1].shape[0] // cell.gates
-    states = (tuple(_zeros_state(x, batch_sizes, hidden) for _ in range(cell.states)) if hx is None
-              else tuple(hx) if cell.states > 1 else (hx,))
+    states = _initial_states(cell, x, hx, weights, batch_sizes)  # weights without w_hr: no projection
     training = _needs_grad(x, *states, *weights, *norm_weights)
     y, final = _layernorm_ops.forward(cell, x, states, weights, norm_weights, batch_sizes, reverse, training)
     return y, (final if cell.states > 1 else final[0])
