@@ -10,9 +10,12 @@
 // A backward with input_grad=False skips dx (returned as [0]): autograd asks for it only when x requires
 // grad, and a step-by-step call's x seldom does (dx is a whole product with W_ih, per call).
 //
-// The layer-normalised LSTM and GRU (fusedrnn/layer_norm.h) take the plain ops' arguments without
-// w_hr, plus the norms' weights; their workspace is LayerNormed<Cell>::workspace_cols(H) wide, and their
-// backward returns the norm weights' gradients after the plain ones.
+// The step-wise ops (fusedrnn/stepwise.h: layer norm, zoneout, recurrent dropout) take the plain ops'
+// arguments without w_hr, then the options, each None when off: the norms' weights (the LSTM and the
+// GRU), zoneout (x's layout with S*H features: the weight of the previous h, then of the previous c,
+// per step; Bernoulli draws in training, p in evaluation), recurrent_mask ([B, H], multiplying h where
+// it enters W_hh). Their workspace is StepwiseLayout::cols() wide, and the LSTM's and GRU's backward
+// return the norm weights' gradients ([0] without layer norm) after the plain ones.
 #include <torch/library.h>
 
 TORCH_LIBRARY(fusedrnn, m) {
@@ -42,23 +45,34 @@ TORCH_LIBRARY(fusedrnn, m) {
       "bool input_grad=True) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   m.def(
-      "layernorm_lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, Tensor ln_ih_weight, Tensor ln_hh_weight, Tensor ln_c_weight, Tensor ln_c_bias, "
-      "Tensor? batch_sizes, bool reverse, bool training) -> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+      "stepwise_lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor? ln_ih_weight, Tensor? ln_hh_weight, Tensor? ln_c_weight, Tensor? ln_c_bias, "
+      "Tensor? zoneout, Tensor? recurrent_mask, Tensor? batch_sizes, bool reverse, bool training) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
-      "layernorm_lstm_backward(Tensor grad_y, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
-      "Tensor w_ih, Tensor w_hh, Tensor ln_ih_weight, Tensor ln_hh_weight, Tensor ln_c_weight, Tensor ln_c_bias, "
-      "bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, Tensor workspace, bool input_grad=True) "
+      "stepwise_lstm_backward(Tensor grad_y, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor w_ih, Tensor w_hh, Tensor? ln_ih_weight, Tensor? ln_hh_weight, Tensor? ln_c_weight, "
+      "Tensor? ln_c_bias, Tensor? zoneout, Tensor? recurrent_mask, bool has_bias, Tensor? batch_sizes, "
+      "bool reverse, Tensor y, Tensor workspace, bool input_grad=True) "
       "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh, "
       "Tensor dln_ih_weight, Tensor dln_hh_weight, Tensor dln_c_weight, Tensor dln_c_bias)");
   m.def(
-      "layernorm_gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor ln_ih_weight, Tensor ln_hh_weight, Tensor? batch_sizes, bool reverse, bool training) "
-      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+      "stepwise_gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? ln_ih_weight, Tensor? ln_hh_weight, Tensor? zoneout, Tensor? recurrent_mask, "
+      "Tensor? batch_sizes, bool reverse, bool training) -> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
-      "layernorm_gru_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor ln_ih_weight, Tensor ln_hh_weight, bool has_bias, Tensor? batch_sizes, bool reverse, Tensor y, "
-      "Tensor workspace, bool input_grad=True) "
+      "stepwise_gru_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor? ln_ih_weight, Tensor? ln_hh_weight, Tensor? zoneout, Tensor? recurrent_mask, bool has_bias, "
+      "Tensor? batch_sizes, bool reverse, Tensor y, Tensor workspace, bool input_grad=True) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh, Tensor dln_ih_weight, "
       "Tensor dln_hh_weight)");
+  m.def(
+      "stepwise_rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? zoneout, Tensor? recurrent_mask, Tensor? batch_sizes, bool reverse, str nonlinearity, "
+      "bool training) -> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "stepwise_rnn_backward(Tensor grad_y, Tensor grad_hn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor? zoneout, Tensor? recurrent_mask, bool has_bias, Tensor? batch_sizes, bool reverse, "
+      "str nonlinearity, Tensor y, Tensor workspace, bool input_grad=True) "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
 }

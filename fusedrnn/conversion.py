@@ -52,9 +52,13 @@ def convert(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
 
 def to_torch(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
     """The reverse of convert(): every fusedrnn module becomes its torch.nn class again. A module torch.nn has
-    no class for (the layer-normalised layers) is an error."""
+    no class for (the layer-normalised layers, a layer with zoneout or recurrent dropout) is an error."""
     for m in module.modules():
         if isinstance(m, (modules._LayerNormRNNBase, modules._LayerNormCellBase)):
             raise TypeError(f"fusedrnn.to_torch: {type(m).__name__} has no torch.nn equivalent (torch.nn has no "
                             "layer-normalised recurrent layer); keep it as a fusedrnn module")
+        if isinstance(m, modules._Regularisers) and m._regularised():
+            raise TypeError(f"fusedrnn.to_torch: this {type(m).__name__} has zoneout={m.zoneout}, "
+                            f"recurrent_dropout={m.recurrent_dropout}, which torch.nn's has not; keep it as a "
+                            "fusedrnn module (or set both to 0 first)")
     return _swap_classes(module, TO_TORCH, inplace)

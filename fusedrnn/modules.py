@@ -8,6 +8,9 @@ in eval mode (cuDNN refuses that).
 
 TorchScript cannot compile the fused forward: torch.jit.script scripts torch.nn's implementation over the
 module's own parameters (see _prepare_scriptable). torch.jit.trace records the fused ops.
+
+Beyond torch.nn every module takes zoneout=p and recurrent_dropout=p (default 0: exactly torch.nn), and
+LayerNormLSTM / LayerNormGRU and their cells add layer norms; these run the step-wise ops (_stepwise_ops).
 """
 
 from __future__ import annotations
@@ -15,8 +18,40 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _cells, _layernorm_ops, _ops, functional
+from . import _cells, _ops, _stepwise_ops, functional
 from ._cells import MODES
+
+
+def _check_probability(module, name, p):
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"{type(module).__name__}: {name} must be a number in [0, 1), the probability of "
+                         f"{'keeping a unit' if name == 'zoneout' else 'dropping a unit'}, got {p!r}")
+    return float(p)
+
+
+class _Regularisers:
+    """zoneout and recurrent_dropout: constructor arguments (keyword only), attributes, repr. Class defaults
+    of 0 keep a module converted from torch.nn (or unpickled from before these existed) exactly torch.nn."""
+
+    zoneout = 0.0
+    recurrent_dropout = 0.0
+
+    def _set_regularisers(self, zoneout, recurrent_dropout):
+        self.zoneout = _check_probability(self, "zoneout", zoneout)
+        self.recurrent_dropout = _check_probability(self, "recurrent_dropout", recurrent_dropout)
+        if (self.zoneout or self.recurrent_dropout) and getattr(self, "proj_size", 0) > 0:
+            raise ValueError(f"{type(self).__name__}: zoneout and recurrent_dropout are not supported with "
+                             f"proj_size (got proj_size={self.proj_size})")
+
+    def _regularised(self):
+        return self.zoneout > 0 or self.recurrent_dropout > 0
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        for name in ("zoneout", "recurrent_dropout"):
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
+        return s
 
 
 def _prepare_scriptable(self):
@@ -27,14 +62,22 @@ def _prepare_scriptable(self):
     torch.nn view too (convert(model, inplace=True) swaps it back)."""
     from .conversion import torch_view  # conversion imports this module
 
+    if self._regularised():
+        raise RuntimeError(f"torch.jit.script cannot compile fusedrnn.{type(self).__name__} with zoneout or "
+                           "recurrent_dropout: torch.nn's implementation, which it scripts, has neither "
+                           "(torch.jit.trace and torch.compile work)")
     return torch_view(self)
 
 
-class _FusedRNNBase:
+class _FusedRNNBase(_Regularisers):
     """The forward shared by LSTM, GRU and RNN: torch.nn's input handling around functional.rnn_layers."""
 
     _dim_error_suffix = "instead"  # torch.nn.RNN says "...tensor instead", LSTM and GRU "...instead"
     __prepare_scriptable__ = _prepare_scriptable
+
+    def __init__(self, *args, zoneout=0.0, recurrent_dropout=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_regularisers(zoneout, recurrent_dropout)
 
     def forward(self, input, hx=None):
         has_cell_state = MODES[self.mode][0].states == 2
@@ -85,10 +128,12 @@ class _FusedRNNBase:
     def _layers(self, input, hx, batch_sizes):
         """The stack of layers on time-major input and a checked state: (output, final state)."""
         weights = [getattr(self, name) for name in self._flat_weights_names]
+        norm_weights = [getattr(self, name) for name in getattr(self, "_norm_weights_names", ())]
         return functional.rnn_layers(
             self.mode, input, hx, weights, num_layers=self.num_layers, bidirectional=self.bidirectional,
             bias=self.bias, proj_size=self.proj_size, dropout=self.dropout, training=self.training,
-            batch_sizes=batch_sizes)
+            batch_sizes=batch_sizes, norm_weights=norm_weights, zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout)
 
     def _check_hidden_rank(self, hx, is_batched):
         """torch.nn's rank checks of a user-given state; unbatched states gain their batch dimension."""
@@ -121,19 +166,36 @@ class RNN(_FusedRNNBase, torch.nn.RNN):
 # ---------------------------------------------------------------------------------------------- cells
 
 
-class _FusedCellBase:
+class _FusedCellBase(_Regularisers):
     """torch.nn's cell input handling around one fused step (a sequence of length 1).
 
     Cells are called once per time step from Python loops, where the fixed cost of a call dominates: the
     checks take the common path in a few comparisons and the step goes to the op directly (_ops.forward),
-    without functional's layer wrapper."""
+    without functional's layer wrapper.
+
+    With zoneout, each call (a step) draws its own weights in training. With recurrent_dropout, the mask is
+    drawn for a sequence and kept over the calls, as a layer keeps it over its steps: a call with hx=None
+    (a new sequence) draws a new one, as do a call after reset_recurrent_dropout_mask() and a call whose
+    batch size, dtype or device differs from the mask's."""
 
     __prepare_scriptable__ = _prepare_scriptable
     _cell = None  # set by each cell class
+    _recurrent_mask = None
+
+    def __init__(self, *args, zoneout=0.0, recurrent_dropout=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_regularisers(zoneout, recurrent_dropout)
+
+    def reset_recurrent_dropout_mask(self):
+        """The next call draws a new recurrent-dropout mask (call it at the start of each sequence that does
+        not begin with hx=None)."""
+        self._recurrent_mask = None
 
     def _step(self, input, hx):
         """Runs one step; returns (the final states as a tuple, is_batched)."""
         cell = self._cell
+        if hx is None:
+            self._recurrent_mask = None  # a new sequence
         if hx is not None and input.dim() == 2:  # the usual call: batched, with a state of the right shape
             states = tuple(hx) if cell.states == 2 else (hx,)
             expected = (input.shape[0], self.hidden_size)
@@ -176,15 +238,35 @@ class _FusedCellBase:
         except KeyError:
             return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
 
+    def _norm_weights(self):
+        return ()
+
     def _run(self, input, states):
         """The fused step on a checked batched input and state tuple; returns the final states."""
         cell = self._cell
         weights = self._weights()
-        if cell.projectable:
-            weights += (None,)
-        training = functional._needs_grad(input, *states, *weights)
         nonlinearity = self.nonlinearity if cell.takes_nonlinearity else None
-        return _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity, training)[1]
+        norm_weights = self._norm_weights()
+        if not norm_weights and not self._regularised():
+            if cell.projectable:
+                weights += (None,)
+            training = functional._needs_grad(input, *states, *weights)
+            return _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity, training)[1]
+        x = input.unsqueeze(0)
+        zoneout = functional.zoneout_weights(cell, x, self.hidden_size, self.zoneout, self.training)
+        return functional._run(cell, x, states, weights, norm_weights, zoneout, self._mask_for(input), None, False,
+                               nonlinearity)[1]
+
+    def _mask_for(self, input):
+        """The sequence's recurrent-dropout mask (see the class's doc), or None."""
+        if not self.recurrent_dropout or not self.training:
+            return None
+        mask = self._recurrent_mask
+        if mask is None or mask.shape[0] != input.shape[0] or mask.dtype != input.dtype or mask.device != input.device:
+            mask = functional.recurrent_dropout_mask(input, input.shape[0], self.hidden_size, self.recurrent_dropout,
+                                                     True)
+            self._recurrent_mask = mask
+        return mask
 
     def _raise_state_dim(self, states):
         """torch.nn's error for a state that is neither 1-D nor 2-D."""
@@ -276,7 +358,7 @@ class _LayerNormRNNBase:
         names = []
         for layer in range(self.num_layers):
             for suffix in ("", "_reverse")[:2 if self.bidirectional else 1]:
-                for name, size in _layernorm_ops.norm_weight_sizes(cell, self.hidden_size):
+                for name, size in _stepwise_ops.norm_weight_sizes(cell, self.hidden_size):
                     self.register_parameter(f"{name}_l{layer}{suffix}",
                                             torch.nn.Parameter(torch.empty(size, **factory)))
                     names.append(f"{name}_l{layer}{suffix}")
@@ -286,14 +368,6 @@ class _LayerNormRNNBase:
     def reset_parameters(self):
         super().reset_parameters()  # torch.nn's uniform initialisation of every parameter, then the norms'
         _reset_norm_weights(self, getattr(self, "_norm_weights_names", ()))
-
-    def _layers(self, input, hx, batch_sizes):
-        weights = [getattr(self, name) for name in self._flat_weights_names]
-        norm_weights = [getattr(self, name) for name in self._norm_weights_names]
-        return functional.layernorm_layers(
-            self.mode, input, hx, weights, norm_weights, num_layers=self.num_layers,
-            bidirectional=self.bidirectional, bias=self.bias, dropout=self.dropout, training=self.training,
-            batch_sizes=batch_sizes)
 
 
 class LayerNormLSTM(_LayerNormRNNBase, LSTM):
@@ -313,23 +387,21 @@ class _LayerNormCellBase:
 
     __prepare_scriptable__ = _refuse_script
 
-    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
-        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, zoneout=0.0,
+                 recurrent_dropout=0.0):
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype, zoneout=zoneout,
+                         recurrent_dropout=recurrent_dropout)
         cell = self._cell
-        for name, size in _layernorm_ops.norm_weight_sizes(cell, hidden_size):
+        for name, size in _stepwise_ops.norm_weight_sizes(cell, hidden_size):
             self.register_parameter(name, torch.nn.Parameter(torch.empty(size, device=device, dtype=dtype)))
-        _reset_norm_weights(self, _layernorm_ops.norm_weight_names(cell))
+        _reset_norm_weights(self, _stepwise_ops.norm_weight_names(cell))
 
     def reset_parameters(self):
         super().reset_parameters()
-        _reset_norm_weights(self, [n for n in _layernorm_ops.norm_weight_names(self._cell) if hasattr(self, n)])
+        _reset_norm_weights(self, [n for n in _stepwise_ops.norm_weight_names(self._cell) if hasattr(self, n)])
 
-    def _run(self, input, states):
-        weights = self._weights()
-        norm_weights = tuple(getattr(self, name) for name in _layernorm_ops.norm_weight_names(self._cell))
-        training = functional._needs_grad(input, *states, *weights, *norm_weights)
-        return _layernorm_ops.forward(self._cell, input.unsqueeze(0), states, weights, norm_weights, None, False,
-                                      training)[1]
+    def _norm_weights(self):
+        return tuple(getattr(self, name) for name in _stepwise_ops.norm_weight_names(self._cell))
 
 
 class LayerNormLSTMCell(_LayerNormCellBase, LSTMCell):

@@ -102,24 +102,24 @@ def test_gradcheck(cell):
 def test_opcheck(cell, training):
     x, hx, weights, norm, batch_sizes = make_inputs(cell, 4, 3, 5, 6, varlen=True, seed=5)
     states = list(hx) if cell == "lstm" else [hx]
-    forward = getattr(torch.ops.fusedrnn, f"layernorm_{cell}_forward")
-    args = (x, *states, *weights, *norm, batch_sizes, True, training)
+    forward = getattr(torch.ops.fusedrnn, f"stepwise_{cell}_forward")
+    args = (x, *states, *weights, *norm, None, None, batch_sizes, True, training)
     if not training:  # an inference forward saves nothing to differentiate with
         args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
     torch.library.opcheck(forward, args)
     if training:
         out = forward(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
         grads = random_like(out[:-1], 2)
-        backward = getattr(torch.ops.fusedrnn, f"layernorm_{cell}_backward")
+        backward = getattr(torch.ops.fusedrnn, f"stepwise_{cell}_backward")
         plain = [t.detach() for t in (x, *states, weights[0], weights[1], *norm)]
         for input_grad in (True, False):
-            torch.library.opcheck(backward, (*grads, *plain, True, batch_sizes, True, out[0], out[-1], input_grad))
+            torch.library.opcheck(backward, (*grads, *plain, None, None, True, batch_sizes, True, out[0], out[-1], input_grad))
 
 
 def test_inference_saves_no_workspace():
     x, hx, weights, norm, _ = make_inputs("lstm", 3, 2, 4, 5, seed=1)
     with torch.no_grad():
-        y, h, c, workspace = torch.ops.fusedrnn.layernorm_lstm_forward(x, *hx, *weights, *norm, None, False, False)
+        y, h, c, workspace = torch.ops.fusedrnn.stepwise_lstm_forward(x, *hx, *weights, *norm, None, None, None, False, False)
     assert workspace.shape == (0,)
     expected = run(reference, "lstm", x, hx, weights, norm, None, False)
     for a, e in zip((y, h, c), expected):
@@ -129,9 +129,9 @@ def test_inference_saves_no_workspace():
 def test_bad_norm_weight_is_a_clear_error():
     x, hx, weights, norm, _ = make_inputs("gru", 3, 2, 4, 5, seed=1)
     with pytest.raises(RuntimeError, match=r"ln_hh_weight must have shape \[15\]"):
-        torch.ops.fusedrnn.layernorm_gru_forward(x, hx, *weights, norm[0], norm[1][:-1], None, False, False)
+        torch.ops.fusedrnn.stepwise_gru_forward(x, hx, *weights, norm[0], norm[1][:-1], None, None, None, False, False)
     with pytest.raises(RuntimeError, match="ln_ih_weight must have dtype torch.float64"):
-        torch.ops.fusedrnn.layernorm_gru_forward(x, hx, *weights, norm[0].float(), norm[1], None, False, False)
+        torch.ops.fusedrnn.stepwise_gru_forward(x, hx, *weights, norm[0].float(), norm[1], None, None, None, False, False)
 
 
 # ---------------------------------------------------------------------------------------------- modules
@@ -149,7 +149,7 @@ def reference_stack(module, x, hx):
             index = layer * directions + d
             weights = [getattr(module, f"{n}{sfx}") if module.bias or not n.startswith("bias") else None
                        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            norm = [getattr(module, f"{n}{sfx}") for n in fusedrnn._layernorm_ops.norm_weight_names(module._cell_kind)]
+            norm = [getattr(module, f"{n}{sfx}") for n in fusedrnn._stepwise_ops.norm_weight_names(module._cell_kind)]
             state = (hx[0][index], hx[1][index]) if cell == "lstm" else hx[index]
             y, final = getattr(reference, f"layernorm_{cell}")(layer_input, state, *weights, *norm, reverse=d == 1)
             outputs.append(y)
@@ -244,7 +244,7 @@ def test_cells_match_reference(cls):
         3, 7, dtype=torch.float64)
     out = cell(x, hx)
     weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
-    norm = [getattr(cell, n) for n in fusedrnn._layernorm_ops.norm_weight_names(kind)]
+    norm = [getattr(cell, n) for n in fusedrnn._stepwise_ops.norm_weight_names(kind)]
     _, expected = getattr(reference, f"layernorm_{'lstm' if lstm else 'gru'}")(x.unsqueeze(0), hx, *weights, *norm)
     for a, e in zip(out if lstm else (out,), expected if lstm else (expected,)):
         assert_close_relative(a, e, 1e-10)
@@ -320,7 +320,7 @@ def test_export():
     x = torch.randn(3, 2, 4)
     with torch.no_grad():
         program = torch.export.export(module, (x,))
-    assert any(node.target is torch.ops.fusedrnn.layernorm_gru_forward.default for node in program.graph.nodes)
+    assert any(node.target is torch.ops.fusedrnn.stepwise_gru_forward.default for node in program.graph.nodes)
     assert_close_relative(program.module()(x)[0], module(x)[0], 1e-6)
 
 

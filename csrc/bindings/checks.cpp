@@ -135,17 +135,37 @@ void check_backward_inputs(const char* op, const LayerShape& shape, const at::Te
               dtype_name(workspace.scalar_type()));
 }
 
-void check_layernorm_weights(const char* op, int gates, const LayerShape& shape, const at::Tensor& x,
-                             const at::Tensor& ln_ih, const at::Tensor& ln_hh, const at::Tensor* ln_c_w,
-                             const at::Tensor* ln_c_b) {
-  for (const auto& [name, w] : {std::pair{"ln_ih_weight", &ln_ih}, std::pair{"ln_hh_weight", &ln_hh}}) {
-    check_like_x(op, name, *w, x);
-    check_shape(op, name, *w, {gates * shape.H});
+void check_stepwise_options(const char* op, int gates, int states, const LayerShape& shape, const at::Tensor& x,
+                            const OptTensor& ln_ih, const OptTensor& ln_hh, const OptTensor& ln_c_w,
+                            const OptTensor& ln_c_b, const OptTensor& zoneout, const OptTensor& recurrent_mask) {
+  const bool norm = ln_ih.has_value();
+  for (const auto& [name, w] : {std::pair{"ln_hh_weight", &ln_hh}, std::pair{"ln_c_weight", &ln_c_w},
+                                std::pair{"ln_c_bias", &ln_c_b}}) {
+    const bool expected = norm && (states == 2 || w == &ln_hh);
+    TORCH_CHECK(w->has_value() == expected, "fusedrnn.", op, ": ", name, expected ? " is required" : " must be None",
+                norm ? " with ln_ih_weight" : " without ln_ih_weight");
   }
-  for (const auto& [name, w] : {std::pair{"ln_c_weight", ln_c_w}, std::pair{"ln_c_bias", ln_c_b}}) {
-    if (w == nullptr) continue;
-    check_like_x(op, name, *w, x);
-    check_shape(op, name, *w, {shape.H});
+  for (const auto& [name, w] : {std::pair{"ln_ih_weight", &ln_ih}, std::pair{"ln_hh_weight", &ln_hh}}) {
+    if (!w->has_value()) continue;
+    check_like_x(op, name, **w, x);
+    check_shape(op, name, **w, {gates * shape.H});
+  }
+  for (const auto& [name, w] : {std::pair{"ln_c_weight", &ln_c_w}, std::pair{"ln_c_bias", &ln_c_b}}) {
+    if (!w->has_value()) continue;
+    check_like_x(op, name, **w, x);
+    check_shape(op, name, **w, {shape.H});
+  }
+  if (zoneout.has_value()) {
+    check_like_x(op, "zoneout", *zoneout, x);
+    if (shape.packed) {
+      check_shape(op, "zoneout", *zoneout, {shape.N, states * shape.H});
+    } else {
+      check_shape(op, "zoneout", *zoneout, {shape.T, shape.B, states * shape.H});
+    }
+  }
+  if (recurrent_mask.has_value()) {
+    check_like_x(op, "recurrent_mask", *recurrent_mask, x);
+    check_shape(op, "recurrent_mask", *recurrent_mask, {shape.B, shape.H});
   }
 }
 

@@ -24,11 +24,13 @@ void check_backward_inputs(const char* op, const LayerShape& shape, const at::Te
                            const at::Tensor& grad_hn, const at::Tensor* grad_cn, const at::Tensor& y,
                            const at::Tensor& workspace, int64_t workspace_cols);
 
-// Validates a layer-normalised cell's norm weights: ln_ih and ln_hh [gates * H], and for the LSTM
-// (ln_c_w non-null) ln_c_w and ln_c_b [H], all of x's dtype and device.
-void check_layernorm_weights(const char* op, int gates, const LayerShape& shape, const at::Tensor& x,
-                             const at::Tensor& ln_ih, const at::Tensor& ln_hh, const at::Tensor* ln_c_w,
-                             const at::Tensor* ln_c_b);
+// Validates a step-wise cell's options (fusedrnn/stepwise.h), each absent or of x's dtype and device:
+// the norm weights ln_ih and ln_hh [gates * H], both or neither, and for a cell with a cell state
+// (states == 2) ln_c_w and ln_c_b [H] with them; zoneout in x's layout with states * H features;
+// recurrent_mask [B, H].
+void check_stepwise_options(const char* op, int gates, int states, const LayerShape& shape, const at::Tensor& x,
+                            const OptTensor& ln_ih, const OptTensor& ln_hh, const OptTensor& ln_c_w,
+                            const OptTensor& ln_c_b, const OptTensor& zoneout, const OptTensor& recurrent_mask);
 
 Activation parse_nonlinearity(const char* op, const std::string& nonlinearity);
 

@@ -10,8 +10,8 @@
 
 #include <cstdint>
 
-#include "cpu/layernorm_step_args.h"
 #include "cpu/step_args.h"
+#include "cpu/stepwise_step_args.h"
 #include "fusedrnn/cells.h"
 
 namespace fusedrnn::cpu {
@@ -22,11 +22,11 @@ struct CellPasses {
   void (*backward)(const BackwardStep<T>&, int64_t unit_begin, int64_t unit_end);
 };
 
-// The row passes of a layer-normalised cell (fusedrnn/layer_norm.h), after a step's products.
+// The row passes of a step-wise cell (fusedrnn/stepwise.h), after a step's products.
 template <typename T>
-struct LayerNormPasses {
-  void (*forward)(const LayerNormForwardStep<T>&, int64_t row_begin, int64_t row_end);
-  void (*backward)(const LayerNormBackwardStep<T>&, int64_t row_begin, int64_t row_end);
+struct StepwisePasses {
+  void (*forward)(const StepwiseForwardStep<T>&, int64_t row_begin, int64_t row_end);
+  void (*backward)(const StepwiseBackwardStep<T>&, int64_t row_begin, int64_t row_end);
 };
 
 template <typename T>
@@ -36,12 +36,12 @@ struct StepPasses {
   void (*column_product)(const ColumnProduct<T>&, int64_t panel_begin, int64_t panel_end);
   void (*row_dots)(const MatVec<T>&, int64_t row_begin, int64_t row_end);
   void (*column_sums)(const MatVec<T>&, int64_t col_begin, int64_t col_end);
-  LayerNormPasses<T> layernorm[kCellCount];  // the LSTM's and the GRU's (the RNN has none)
+  StepwisePasses<T> stepwise[kCellCount];  // indexed by CellId
 
   template <typename Cell>
   const CellPasses<T>& of() const { return cells[static_cast<int>(Cell::id)]; }
   template <typename Cell>
-  const LayerNormPasses<T>& layernorm_of() const { return layernorm[static_cast<int>(Cell::id)]; }
+  const StepwisePasses<T>& stepwise_of() const { return stepwise[static_cast<int>(Cell::id)]; }
 };
 
 enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };

@@ -422,7 +422,7 @@ void column_sums(const MatVec<T>& p, int64_t col_begin, int64_t col_end) {
 
 }  // namespace fusedrnn::cpu::FUSEDRNN_ISA
 
-#include "cpu/layernorm_passes_impl.h"
+#include "cpu/stepwise_passes_impl.h"
 
 namespace fusedrnn::cpu::FUSEDRNN_ISA {
 
@@ -432,10 +432,7 @@ StepPasses<T> make_step_passes() {
   for_each_cell([&](auto cell) {
     using Cell = decltype(cell);
     passes.cells[static_cast<int>(Cell::id)] = {&forward_step<Cell, T>, &backward_step<Cell, T>};
-    if constexpr (Cell::id != CellId::Rnn) {
-      passes.layernorm[static_cast<int>(Cell::id)] = {&layernorm_forward_rows<Cell, T>,
-                                                      &layernorm_backward_rows<Cell, T>};
-    }
+    passes.stepwise[static_cast<int>(Cell::id)] = {&stepwise_forward_rows<Cell, T>, &stepwise_backward_rows<Cell, T>};
   });
   return passes;
 }
