@@ -8,6 +8,7 @@ text generation. The default corpus is the Python documentation that ships with 
     python examples/word_lm.py --epochs 3
     python examples/word_lm.py --epochs 3 --backend torch      # the same model on torch.nn
     python examples/word_lm.py --epochs 3 --cell layernorm_lstm  # fusedrnn.LayerNormLSTM (no torch.nn twin)
+    python examples/word_lm.py --epochs 3 --zoneout 0.1 --recurrent-dropout 0.2  # fused only, too
     python examples/word_lm.py --load lm.pt --generate 40 --prompt "the for statement"
 """
 
@@ -27,18 +28,21 @@ import corpus  # noqa: E402
 import fusedrnn  # noqa: E402
 
 RNN_CLASSES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN}
-# layers torch.nn does not have: fused only
-LAYER_NORM_CLASSES = {"layernorm_lstm": fusedrnn.LayerNormLSTM, "layernorm_gru": fusedrnn.LayerNormGRU}
+# what torch.nn does not have (layer norm, zoneout, recurrent dropout): fused only
+FUSED_CLASSES = {"lstm": fusedrnn.LSTM, "gru": fusedrnn.GRU, "rnn_tanh": fusedrnn.RNN, "rnn_relu": fusedrnn.RNN,
+                 "layernorm_lstm": fusedrnn.LayerNormLSTM, "layernorm_gru": fusedrnn.LayerNormGRU}
 
 
 class LanguageModel(torch.nn.Module):
-    def __init__(self, cell, vocab, emsize, nhid, nlayers, dropout, tied, backend):
+    def __init__(self, cell, vocab, emsize, nhid, nlayers, dropout, tied, backend, zoneout=0.0, recurrent_dropout=0.0):
         super().__init__()
         extra = {"nonlinearity": cell.split("_")[1]} if cell.startswith("rnn") else {}
-        if cell in LAYER_NORM_CLASSES:
+        if cell not in RNN_CLASSES or zoneout or recurrent_dropout:
             if backend != "fused":
-                raise ValueError(f"--cell {cell} has no torch.nn implementation: it needs --backend fused")
-            self.rnn = LAYER_NORM_CLASSES[cell](emsize, nhid, num_layers=nlayers, dropout=dropout)
+                raise ValueError(f"--cell {cell} with --zoneout {zoneout} --recurrent-dropout {recurrent_dropout} has "
+                                 "no torch.nn implementation: it needs --backend fused")
+            self.rnn = FUSED_CLASSES[cell](emsize, nhid, num_layers=nlayers, dropout=dropout, zoneout=zoneout,
+                                           recurrent_dropout=recurrent_dropout, **extra)
         else:
             rnn = RNN_CLASSES[cell](emsize, nhid, num_layers=nlayers, dropout=dropout, **extra)
             self.rnn = fusedrnn.convert(rnn) if backend == "fused" else rnn
@@ -130,12 +134,14 @@ def progress(iterable, **kw):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="folder with train.txt, valid.txt, test.txt (default: Python's docs)")
-    p.add_argument("--cell", choices=list(RNN_CLASSES) + list(LAYER_NORM_CLASSES), default="lstm")
+    p.add_argument("--cell", choices=list(FUSED_CLASSES), default="lstm")
     p.add_argument("--backend", choices=["fused", "torch"], default="fused")
     p.add_argument("--emsize", type=int, default=256)
     p.add_argument("--nhid", type=int, default=256)
     p.add_argument("--nlayers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the recurrent layers")
+    p.add_argument("--recurrent-dropout", type=float, default=0.0, help="recurrent (variational) dropout")
     p.add_argument("--tied", action="store_true", help="share the embedding and decoder weights")
     p.add_argument("--lr", type=float, default=20.0, help="SGD learning rate; divided by 4 when validation stalls")
     p.add_argument("--clip", type=float, default=0.25, help="gradient-norm threshold")
@@ -167,7 +173,7 @@ def main(argv=None) -> dict:
         f"{len(vocab)}; unigram baseline perplexity (valid): {unigram_perplexity(train_ids, valid_ids, len(vocab)):.1f}")
 
     model = LanguageModel(args.cell, len(vocab), args.emsize, args.nhid, args.nlayers, args.dropout, args.tied,
-                          args.backend).to(args.device)
+                          args.backend, args.zoneout, args.recurrent_dropout).to(args.device)
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
     train = batchify(train_ids, args.batch_size).to(args.device)

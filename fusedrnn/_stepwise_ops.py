@@ -65,7 +65,6 @@ def _register(cell: Cell) -> None:
     name = f"stepwise_{cell.name}"
     s = cell.states
     n_norm = len(norm_weight_names(cell))
-    nonlinearity_args = 1 if cell.takes_nonlinearity else 0
     forward_op = getattr(_ops, f"{name}_forward").default
     backward_op = getattr(_ops, f"{name}_backward").default
     # forward arguments: x, the states, w_ih, w_hh, b_ih, b_hh, the norm weights, zoneout, recurrent_mask,

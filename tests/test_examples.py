@@ -36,12 +36,13 @@ def test_word_lm_learns_and_backends_agree(cell):
     assert math.isfinite(fused["history"][0]["valid_ppl"])
 
 
-@pytest.mark.parametrize("cell", ["layernorm_lstm", "layernorm_gru"])
-def test_word_lm_layer_norm_learns(cell):
+@pytest.mark.parametrize("cell,regularisers", [("layernorm_lstm", []), ("layernorm_gru", []),
+                                                ("lstm", ["--zoneout", "0.1", "--recurrent-dropout", "0.2"])])
+def test_word_lm_fused_only_layers_learn(cell, regularisers):
     # lr 5: at the default 20 the first dozen batches of a layer-normalised layer jump around (the GRU's
     # ended above where it started)
     args = ["--epochs", "1", "--max-batches", "12", "--cell", cell, "--quiet", "--emsize", "64", "--nhid", "64",
-            "--lr", "5"]
+            "--lr", "5", *regularisers]
     losses = word_lm.main(args)["train_losses"]
     assert sum(losses[-3:]) / 3 < losses[0] - 0.5
     with pytest.raises(ValueError, match="needs --backend fused"):

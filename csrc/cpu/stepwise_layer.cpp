@@ -181,10 +181,10 @@ std::pair<LayerGrads, StepwiseNormGrads> backward_typed(const Layer& l, const Co
   const Tensor y_in = o.recurrent_mask ? masked_rows(y, *o.recurrent_mask, l.steps) : y;
   const Tensor h0_in = o.recurrent_mask ? l.h0 * *o.recurrent_mask : l.h0;
   LinearGrads g = linear_grads_cpu<T>(dxw, dhh, l.x, y_in, h0_in, l.steps, l.w_ih, input_grad, false);
-  const Tensor empty = at::empty({0}, options);
+  auto empty = [&] { return at::empty({0}, options); };  // one each: an op's outputs must not alias
   LayerGrads grads{g.dx, dh0, dc, g.dw_ih, g.dw_hh,
-                   has_bias ? dpre_ih.sum(0) : empty, has_bias ? dpre_hh.sum(0) : empty, empty};
-  StepwiseNormGrads norm{empty, empty, empty, empty};
+                   has_bias ? dpre_ih.sum(0) : empty(), has_bias ? dpre_hh.sum(0) : empty(), empty()};
+  StepwiseNormGrads norm{empty(), empty(), empty(), empty()};
   if (lay.norm) {
     norm.ln_ih = (dpre_ih * workspace.narrow(1, lay.xhat_ih(), G * H)).sum(0);
     norm.ln_hh = (dpre_hh * workspace.narrow(1, lay.xhat_hh(), G * H)).sum(0);

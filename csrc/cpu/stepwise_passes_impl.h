@@ -75,10 +75,11 @@ void normalise_row_backward(const T* d_out, const T* gain, const T* v_hat, T rst
   });
 }
 
-// m * previous + (1 - m) * new: zoneout's blend (m = 0: the new value).
+// zoneout's blend m * previous + (1 - m) * new: exactly the previous value where m = 1, the new one
+// where m = 0 (fresh + m * (previous - fresh) would round both).
 template <typename T>
 inline Vec<T> zone_out(const Vec<T>& m, const Vec<T>& previous, const Vec<T>& fresh) {
-  return fresh + m * (previous - fresh);
+  return m * previous + (Vec<T>(T(1)) - m) * fresh;
 }
 
 // Rows [row_begin, row_end) of a forward step: any layer norms of both sides in place, the plain
