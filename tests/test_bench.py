@@ -198,3 +198,29 @@ def test_autocast_cases_run_float32_modules_under_autocast():
     assert max(errors.values()) < 5e-2  # both sides compute in bfloat16 ...
     full = runner.compare(dataclasses.replace(case, autocast=False, dtype="float32"), plain, fused, x.float())
     assert max(errors.values()) > 100 * max(full.values())  # ... which float32 does not
+
+
+@pytest.mark.parametrize("variant", ["layernorm", "regularisers"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_beyond_torch_nn_baselines_compute_the_fused_math(variant, cell):
+    """--layernorm / --regularisers time step loops a user writes: in evaluation (no draws) they compute the
+    fused layer's outputs, eagerly and scripted."""
+    from fusedrnn.bench import layernorm as beyond
+
+    torch.manual_seed(0)
+    plain = fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU
+    fused = ((fusedrnn.LayerNormLSTM if cell == "lstm" else fusedrnn.LayerNormGRU)(6, 6) if variant == "layernorm"
+             else plain(6, 6, zoneout=0.3, recurrent_dropout=0.2))
+    with torch.no_grad():
+        for name, p in fused.named_parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # the norms' weights off ones and zeros
+    fused.eval()
+    x, h0, c0 = torch.randn(5, 3, 6), torch.randn(3, 6), torch.randn(3, 6)
+    expected = fused(x, (h0[None], c0[None]) if cell == "lstm" else h0[None])[0]
+    for loop in (beyond.loop_twin(fused).eval(), torch.jit.script(beyond.loop_twin(fused).eval())):
+        torch.testing.assert_close(loop(x, h0, c0), expected, rtol=1e-5, atol=1e-5)
+    loop = beyond.loop_twin(fused).train()
+    keep, d = loop.masks(5, 3, 6, x)  # training: fusedrnn's draws, shapes and rates
+    if variant == "regularisers":
+        assert keep.shape == (5, 3, 6 * (2 if cell == "lstm" else 1)) and d.shape == (3, 6)
+        assert set(keep.unique().tolist()) <= {0.0, 1.0} and set(d.unique().tolist()) <= {0.0, 1.25}

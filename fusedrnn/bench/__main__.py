@@ -76,6 +76,9 @@ def main(argv=None):
     parser.add_argument("--layernorm", action="store_true",
                         help="the layer-normalised LSTM and GRU against a user's eager, compiled and scripted step "
                         "loops (CPU, T=100); writes cpu_layernorm.* with --out")
+    parser.add_argument("--regularisers", action="store_true",
+                        help="the LSTM and GRU with zoneout and recurrent dropout against a user's eager, compiled and "
+                        "scripted step loops (CPU, T=100); writes cpu_regularisers.* with --out")
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per side (medians), at least")
     parser.add_argument("--min-seconds", type=float, help="repeat until each side has run about this long "
                         "(at most 500 repetitions; default 1 on the CPU, 0 on CUDA and with --quick)")
@@ -93,14 +96,15 @@ def main(argv=None):
         parser.error("--device cuda: no CUDA device is available")
 
     command = "python -m fusedrnn.bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    if args.layernorm:
+    if args.layernorm or args.regularisers:
+        variant = "layernorm" if args.layernorm else "regularisers"
         if args.device != "cpu":
-            parser.error("--layernorm runs on the CPU only (the layer-normalised layers are not fused on CUDA yet)")
+            parser.error(f"--{variant} runs on the CPU only (these layers are not fused on CUDA yet)")
         if args.out:
             os.makedirs(args.out, exist_ok=True)
-        stem = os.path.join(args.out, "cpu_layernorm") if args.out else None
-        layernorm.run(args.repeats, args.json or (stem and stem + ".json"), args.markdown or (stem and stem + ".md"),
-                      command, progress)
+        stem = os.path.join(args.out, f"cpu_{variant}") if args.out else None
+        layernorm.run(variant, args.repeats, args.json or (stem and stem + ".json"),
+                      args.markdown or (stem and stem + ".md"), command, progress)
         return
 
     info = machine.describe(args.device)
