@@ -194,7 +194,7 @@ class _FusedCellBase(_Regularisers):
     def _step(self, input, hx):
         """Runs one step; returns (the final states as a tuple, is_batched)."""
         cell = self._cell
-        if hx is None:
+        if hx is None and self._recurrent_mask is not None:
             self._recurrent_mask = None  # a new sequence
         if hx is not None and input.dim() == 2:  # the usual call: batched, with a state of the right shape
             states = tuple(hx) if cell.states == 2 else (hx,)
@@ -238,6 +238,8 @@ class _FusedCellBase(_Regularisers):
         except KeyError:
             return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
 
+    _normalised = False  # the layer-normalised cells': their norm weights in _norm_weights()
+
     def _norm_weights(self):
         return ()
 
@@ -246,12 +248,12 @@ class _FusedCellBase(_Regularisers):
         cell = self._cell
         weights = self._weights()
         nonlinearity = self.nonlinearity if cell.takes_nonlinearity else None
-        norm_weights = self._norm_weights()
-        if not norm_weights and not self._regularised():
+        if not (self._normalised or self.zoneout or self.recurrent_dropout):  # plain attributes: the common call
             if cell.projectable:
                 weights += (None,)
             training = functional._needs_grad(input, *states, *weights)
             return _ops.forward(cell, input.unsqueeze(0), states, weights, None, False, nonlinearity, training)[1]
+        norm_weights = self._norm_weights()
         x = input.unsqueeze(0)
         zoneout = functional.zoneout_weights(cell, x, self.hidden_size, self.zoneout, self.training)
         return functional._run(cell, x, states, weights, norm_weights, zoneout, self._mask_for(input), None, False,
@@ -399,6 +401,8 @@ class _LayerNormCellBase:
     def reset_parameters(self):
         super().reset_parameters()
         _reset_norm_weights(self, [n for n in _stepwise_ops.norm_weight_names(self._cell) if hasattr(self, n)])
+
+    _normalised = True
 
     def _norm_weights(self):
         return tuple(getattr(self, name) for name in _stepwise_ops.norm_weight_names(self._cell))
