@@ -167,3 +167,41 @@ def assert_close_relative(actual, expected, tol, what=""):
     err = (actual - expected).abs().max().item()
     scale = max(1.0, expected.abs().max().item())
     assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol:.0e} * {scale:.3g}"
+
+
+def reference_stack(module, x, hx, seed=0):
+    """A fusedrnn module's layers (time-major x, hx given) through fusedrnn.reference, stacked as torch.nn,
+    with any layer norms, and the regularisers' masks drawn as the module draws them: after
+    torch.manual_seed(seed), per layer and direction, zoneout's weights then the recurrent-dropout mask.
+    Returns (y, the final states as a tuple)."""
+    from fusedrnn import _cells, _stepwise_ops, functional, reference
+
+    cell, nonlinearity = _cells.MODES[module.mode]
+    kind = cell.name
+    norm_names = getattr(module, "_norm_weights_names", ())
+    torch.manual_seed(seed)
+    directions = 2 if module.bidirectional else 1
+    states = hx if isinstance(hx, tuple) else (hx,)
+    finals, layer_input = [], x
+    for layer in range(module.num_layers):
+        outputs = []
+        for d in range(directions):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            index = layer * directions + d
+            weights = [getattr(module, f"{n}{sfx}") if module.bias or not n.startswith("bias") else None
+                       for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            norm = [getattr(module, f"{n}{sfx}") for n in _stepwise_ops.norm_weight_names(cell)] if norm_names else []
+            zoneout = functional.zoneout_weights(cell, layer_input, module.hidden_size, module.zoneout, module.training)
+            mask = functional.recurrent_dropout_mask(layer_input, x.shape[1], module.hidden_size,
+                                                     module.recurrent_dropout, module.training)
+            state = tuple(s[index] for s in states)
+            kw = {"reverse": d == 1, "zoneout": zoneout, "recurrent_mask": mask}
+            if kind == "rnn":
+                kw["nonlinearity"] = nonlinearity
+            fn = getattr(reference, f"layernorm_{kind}" if norm else kind)
+            y, final = fn(layer_input, state if len(state) > 1 else state[0], *weights, *norm, **kw)
+            outputs.append(y)
+            finals.append(final if isinstance(final, tuple) else (final,))
+        layer_input = torch.cat(outputs, -1)
+    stacked = tuple(torch.stack([f[i] for f in finals]) for i in range(cell.states))
+    return layer_input, stacked

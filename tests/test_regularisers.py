@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import GATES, TOLERANCE, assert_close_relative, make_case, random_like
+from conftest import GATES, TOLERANCE, assert_close_relative, make_case, random_like, reference_stack
 
 import fusedrnn
 from fusedrnn import _cells, functional, reference
@@ -193,40 +193,6 @@ def test_zoneout_rate_on_the_fused_path():
     kept = (y[1:] == y[:-1]).sum().item()
     low, high = binomial_bounds(29 * 20 * 40, 0.3)
     assert low <= kept <= high
-
-
-def reference_stack(module, x, hx, seed):
-    """The module's layers through fusedrnn.reference with the masks drawn as the module draws them: after
-    torch.manual_seed(seed), per layer and direction, zoneout's weights then the recurrent-dropout mask."""
-    cell, nonlinearity = _cells.MODES[module.mode]
-    kind = cell.name
-    norm_names = getattr(module, "_norm_weights_names", ())
-    torch.manual_seed(seed)
-    directions = 2 if module.bidirectional else 1
-    states = hx if isinstance(hx, tuple) else (hx,)
-    finals, layer_input = [], x
-    for layer in range(module.num_layers):
-        outputs = []
-        for d in range(directions):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            index = layer * directions + d
-            weights = [getattr(module, f"{n}{sfx}") if module.bias or not n.startswith("bias") else None
-                       for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            norm = [getattr(module, f"{n}{sfx}") for n in fusedrnn._stepwise_ops.norm_weight_names(cell)] if norm_names else []
-            zoneout = functional.zoneout_weights(cell, layer_input, module.hidden_size, module.zoneout, module.training)
-            mask = functional.recurrent_dropout_mask(layer_input, x.shape[1], module.hidden_size,
-                                                     module.recurrent_dropout, module.training)
-            state = tuple(s[index] for s in states)
-            kw = {"reverse": d == 1, "zoneout": zoneout, "recurrent_mask": mask}
-            if kind == "rnn":
-                kw["nonlinearity"] = nonlinearity
-            fn = getattr(reference, f"layernorm_{kind}" if norm else kind)
-            y, final = fn(layer_input, state if len(state) > 1 else state[0], *weights, *norm, **kw)
-            outputs.append(y)
-            finals.append(final if isinstance(final, tuple) else (final,))
-        layer_input = torch.cat(outputs, -1)
-    stacked = tuple(torch.stack([f[i] for f in finals]) for i in range(cell.states))
-    return layer_input, stacked
 
 
 MODULES = [(fusedrnn.LSTM, {}), (fusedrnn.GRU, {}), (fusedrnn.RNN, {"nonlinearity": "relu"}),
