@@ -322,3 +322,24 @@ def test_compile_fullgraph():
     grads_eager = torch.autograd.grad(y_eager.sum(), [x, *module.parameters()])
     for a, e in zip(grads, grads_eager):
         assert_close_relative(a, e, 1e-6)
+
+
+def test_trace_export_autocast_and_in_place():
+    """What the layer-normalised layers work with, on a regularised plain layer (the same ops)."""
+    torch.manual_seed(0)
+    module = fusedrnn.RNN(4, 5, nonlinearity="relu", zoneout=0.2, recurrent_dropout=0.3)
+    x = torch.randn(3, 2, 4)
+    traced = torch.jit.trace(module, (x,), check_trace=False)  # training draws: two runs differ
+    assert any(n.kind() == "aten::bernoulli_" for n in traced.inlined_graph.nodes())  # draws at each run
+    module.eval()
+    with torch.no_grad():
+        program = torch.export.export(module, (x,))
+    torch.testing.assert_close(program.module()(x)[0], module(x)[0])
+    module.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert module(x.bfloat16())[0].dtype == torch.float32  # as autocast's layer_norm: float32
+    xg = x.clone().requires_grad_()
+    out, _ = module(xg)
+    out += 1.0  # in-place on the output, then backward
+    out.sum().backward()
+    assert xg.grad is not None and module.weight_hh_l0.grad.abs().sum() > 0
