@@ -1,6 +1,6 @@
 """The layer-normalised LSTM and GRU: the fused ops against fusedrnn.reference (forward and every gradient,
-over awkward sizes, reverse, varlen, every instruction set), gradcheck, opcheck, torch.compile, and the
-modules' torch.nn interface."""
+over awkward sizes, reverse, varlen, every instruction set), gradcheck, torch.compile, and the modules'
+torch.nn interface (opcheck of their ops: test_regularisers.py)."""
 
 import itertools
 
@@ -95,25 +95,6 @@ def test_gradcheck(cell):
 
     assert torch.autograd.gradcheck(f, tensors)
     assert torch.autograd.gradgradcheck(f, tensors)  # create_graph goes through the reference loop
-
-
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_opcheck(cell, training):
-    x, hx, weights, norm, batch_sizes = make_inputs(cell, 4, 3, 5, 6, varlen=True, seed=5)
-    states = list(hx) if cell == "lstm" else [hx]
-    forward = getattr(torch.ops.fusedrnn, f"stepwise_{cell}_forward")
-    args = (x, *states, *weights, *norm, None, None, batch_sizes, True, training)
-    if not training:  # an inference forward saves nothing to differentiate with
-        args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-    torch.library.opcheck(forward, args)
-    if training:
-        out = forward(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
-        grads = random_like(out[:-1], 2)
-        backward = getattr(torch.ops.fusedrnn, f"stepwise_{cell}_backward")
-        plain = [t.detach() for t in (x, *states, weights[0], weights[1], *norm)]
-        for input_grad in (True, False):
-            torch.library.opcheck(backward, (*grads, *plain, None, None, True, batch_sizes, True, out[0], out[-1], input_grad))
 
 
 def test_inference_saves_no_workspace():

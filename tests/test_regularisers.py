@@ -1,6 +1,7 @@
 """Zoneout and recurrent dropout, on every cell and the layer-normalised ones: the fused step-wise ops against
 fusedrnn.reference with the same masks (forward and every gradient, awkward sizes, reverse, varlen, every
-instruction set), gradcheck, opcheck, the masks' statistics and seeding, and the modules' arguments."""
+instruction set), gradcheck, opcheck (of every step-wise op, with and without masks), the masks' statistics
+and seeding, and the modules' arguments."""
 
 import math
 
@@ -33,7 +34,7 @@ def make_inputs(kind, norm, option, T, B, I, H, *, bias=True, varlen=False, seed
         sizes = [G * H, G * H] + ([H, H] if kind == "lstm" else [])
         norm_weights = [(torch.randn(n, generator=g, dtype=torch.float64) * 0.3 + (i != 3)).requires_grad_()
                         for i, n in enumerate(sizes)]
-    p_zoneout, training, p_dropout = OPTIONS[option]
+    p_zoneout, training, p_dropout = OPTIONS[option] if option != "none" else (0.0, True, 0.0)
     torch.manual_seed(seed + 2)
     zoneout = functional.zoneout_weights(cell_of(kind), case.x, H, p_zoneout, training)
     mask = functional.recurrent_dropout_mask(case.x, B, H, p_dropout, True)
@@ -119,10 +120,12 @@ def test_gradcheck(kind, norm):
     assert torch.autograd.gradgradcheck(f, tensors)  # create_graph goes through the reference loop
 
 
+@pytest.mark.parametrize("option", ["both", "none"])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("kind,norm", CELLS, ids=CELL_IDS)
-def test_opcheck(kind, norm, training):
-    x, hx, weights, norm_weights, zoneout, mask, batch_sizes = make_inputs(kind, norm, "both", 4, 3, 5, 6,
+def test_opcheck(kind, norm, training, option):
+    """Every step-wise op, with the masks and without (layer norm alone, or the plain cell step-wise)."""
+    x, hx, weights, norm_weights, zoneout, mask, batch_sizes = make_inputs(kind, norm, option, 4, 3, 5, 6,
                                                                            varlen=True, seed=5)
     cell = cell_of(kind)
     states = list(hx) if kind == "lstm" else [hx]
