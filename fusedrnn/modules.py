@@ -15,6 +15,8 @@ LayerNormLSTM / LayerNormGRU and their cells add layer norms; these run the step
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
@@ -23,7 +25,7 @@ from ._cells import MODES
 
 
 def _check_probability(module, name, p):
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:  # as torch.nn checks dropout
         raise ValueError(f"{type(module).__name__}: {name} must be a number in [0, 1), the probability of "
                          f"{'keeping a unit' if name == 'zoneout' else 'dropping a unit'}, got {p!r}")
     return float(p)
