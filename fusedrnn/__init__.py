@@ -3,7 +3,7 @@ algorithm and a step-wise one).
 
 Drop-in modules: LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell (subclasses of their torch.nn classes), and
 convert(model) / to_torch(model) to swap them inside a model. Beyond torch.nn: LayerNormLSTM, LayerNormGRU
-and their cells. `fusedrnn.functional` runs layers through
+and their cells, and zoneout= / recurrent_dropout= on every module. `fusedrnn.functional` runs layers through
 the fused ops; `fusedrnn.reference` is the plain PyTorch oracle with the same single-layer signatures.
 """
 

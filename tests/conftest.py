@@ -205,3 +205,23 @@ def reference_stack(module, x, hx, seed=0):
         layer_input = torch.cat(outputs, -1)
     stacked = tuple(torch.stack([f[i] for f in finals]) for i in range(cell.states))
     return layer_input, stacked
+
+
+def check_fused_against_reference(run, fused_inputs, reference_inputs, leaves, dtype):
+    """run(impl, inputs) -> outputs, through fusedrnn.functional on fused_inputs (of dtype) and through
+    fusedrnn.reference on reference_inputs (their float64 copies): every output and every gradient of
+    leaves(inputs), under fixed random output gradients, agree within TOLERANCE[dtype] and keep dtype."""
+    from fusedrnn import functional, reference
+
+    outs, grads = [], []
+    for impl, inputs in [(functional, fused_inputs), (reference, reference_inputs)]:
+        out = run(impl, inputs)
+        grads.append(torch.autograd.grad(out, leaves(inputs), random_like(out, 1)))
+        outs.append(out)
+    tol = TOLERANCE[dtype]
+    for i, (a, e) in enumerate(zip(*outs)):
+        assert a.dtype == dtype
+        assert_close_relative(a, e, tol, f"output {i}")
+    for i, (a, e) in enumerate(zip(*grads)):
+        assert a.dtype == dtype
+        assert_close_relative(a, e, tol, f"grad of input {i}")

@@ -6,7 +6,14 @@ import itertools
 
 import pytest
 import torch
-from conftest import GATES, TOLERANCE, assert_close_relative, make_case, random_like, reference_stack
+from conftest import (
+    GATES,
+    TOLERANCE,
+    assert_close_relative,
+    check_fused_against_reference,
+    make_case,
+    reference_stack,
+)
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 import fusedrnn
@@ -52,20 +59,9 @@ def cast(inputs, dtype):
 
 
 def check_against_reference(cell, inputs, reverse, dtype):
-    fused_in = cast(inputs, dtype)
-    ref_in = cast(cast(inputs, dtype), torch.float64)
-    outs, grads = [], []
-    for impl, (x, hx, weights, norm, bs) in [(functional, fused_in), (reference, ref_in)]:
-        out = run(impl, cell, x, hx, weights, norm, bs, reverse)
-        grads.append(torch.autograd.grad(out, leaves(x, hx, weights, norm), random_like(out, 1)))
-        outs.append(out)
-    tol = TOLERANCE[dtype]
-    for i, (a, e) in enumerate(zip(*outs)):
-        assert a.dtype == dtype
-        assert_close_relative(a, e, tol, f"output {i}")
-    for i, (a, e) in enumerate(zip(*grads)):
-        assert a.dtype == dtype
-        assert_close_relative(a, e, tol, f"grad of input {i}")
+    check_fused_against_reference(lambda impl, args: run(impl, cell, *args[:4], args[4], reverse),
+                                  cast(inputs, dtype), cast(cast(inputs, dtype), torch.float64),
+                                  lambda args: leaves(*args[:4]), dtype)
 
 
 @pytest.mark.parametrize("bias,reverse,varlen", FLAGS)

@@ -7,7 +7,14 @@ import math
 
 import pytest
 import torch
-from conftest import GATES, TOLERANCE, assert_close_relative, make_case, random_like, reference_stack
+from conftest import (
+    GATES,
+    assert_close_relative,
+    check_fused_against_reference,
+    make_case,
+    random_like,
+    reference_stack,
+)
 
 import fusedrnn
 from fusedrnn import _cells, functional, reference
@@ -72,19 +79,8 @@ def cast(inputs, dtype):
 
 
 def check_against_reference(kind, inputs, reverse, dtype):
-    fused_in = cast(inputs, dtype)
-    ref_in = cast(cast(inputs, dtype), torch.float64)
-    outs, grads = [], []
-    for impl, args in [(functional, fused_in), (reference, ref_in)]:
-        out = run(impl, kind, args, reverse)
-        grads.append(torch.autograd.grad(out, leaves(args), random_like(out, 1)))
-        outs.append(out)
-    tol = TOLERANCE[dtype]
-    for i, (a, e) in enumerate(zip(*outs)):
-        assert a.dtype == dtype
-        assert_close_relative(a, e, tol, f"output {i}")
-    for i, (a, e) in enumerate(zip(*grads)):
-        assert_close_relative(a, e, tol, f"grad of input {i}")
+    check_fused_against_reference(lambda impl, args: run(impl, kind, args, reverse), cast(inputs, dtype),
+                                  cast(cast(inputs, dtype), torch.float64), leaves, dtype)
 
 
 @pytest.mark.parametrize("reverse,varlen", [(False, True), (True, False)])

@@ -1,5 +1,5 @@
 // A layer's tensors brought to the layout and dtype the CPU kernels run in (cpu/layer.cpp,
-// cpu/layernorm_layer.cpp), and the results brought back to the caller's.
+// cpu/stepwise_layer.cpp), and the results brought back to the caller's.
 #pragma once
 
 #include <ATen/ATen.h>

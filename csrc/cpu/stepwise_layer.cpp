@@ -33,6 +33,17 @@ ComputeOptions compute_options(const StepwiseOptions& o, const LayerShape& shape
           zoneout ? OptTensor(as_packed(*zoneout, shape)) : std::nullopt, to(o.recurrent_mask)};
 }
 
+// The options' pointers of a step's row-pass arguments (forward or backward: the same fields).
+template <typename T, typename StepArgs>
+void set_options(StepArgs& p, const ComputeOptions& o, int64_t zoneout_row_offset) {
+  p.ln_ih = data_or_null<T>(o.ln_ih);
+  p.ln_hh = data_or_null<T>(o.ln_hh);
+  p.ln_c_w = data_or_null<T>(o.ln_c_w);
+  p.ln_c_b = data_or_null<T>(o.ln_c_b);
+  p.zoneout = o.zoneout ? o.zoneout->data_ptr<T>() + zoneout_row_offset : nullptr;
+  p.recurrent_mask = data_or_null<T>(o.recurrent_mask);
+}
+
 // Worker slots for a layer's steps: its product (rows x k x cols MACs) plus the row pass (about
 // kRowPassMacsPerValue per gate value) per step, over the column panels.
 int64_t step_slots(int64_t panels, int64_t rows, int64_t gate_values, int64_t k, int64_t steps) {
@@ -81,14 +92,9 @@ LayerOutputs forward_typed(const Layer& l, const ComputeOptions& o, bool trainin
     p.act = l.act;
     p.xw = xw.data_ptr<T>() + s.offset * G * H;
     p.hh = hh.data_ptr<T>();
-    p.ln_ih = data_or_null<T>(o.ln_ih);
-    p.ln_hh = data_or_null<T>(o.ln_hh);
-    p.ln_c_w = data_or_null<T>(o.ln_c_w);
-    p.ln_c_b = data_or_null<T>(o.ln_c_b);
+    set_options<T>(p, o, s.offset * Cell::states * H);
     p.b_ih = data_or_null<T>(l.b_ih);
     p.b_hh = data_or_null<T>(l.b_hh);
-    p.zoneout = o.zoneout ? o.zoneout->data_ptr<T>() + s.offset * Cell::states * H : nullptr;
-    p.recurrent_mask = data_or_null<T>(o.recurrent_mask);
     p.c = Cell::states == 2 ? c.data_ptr<T>() : nullptr;
     p.h = h.data_ptr<T>();
     p.h_dropped = h_dropped.defined() ? h_dropped.data_ptr<T>() : nullptr;
@@ -145,12 +151,7 @@ std::pair<LayerGrads, StepwiseNormGrads> backward_typed(const Layer& l, const Co
     p.grad_y = grad_y.data_ptr<T>() + s.offset * H;
     p.dc = Cell::states == 2 ? dc.data_ptr<T>() : nullptr;
     p.workspace = workspace.data_ptr<T>() + s.offset * lay.cols();
-    p.ln_ih = data_or_null<T>(o.ln_ih);
-    p.ln_hh = data_or_null<T>(o.ln_hh);
-    p.ln_c_w = data_or_null<T>(o.ln_c_w);
-    p.ln_c_b = data_or_null<T>(o.ln_c_b);
-    p.zoneout = o.zoneout ? o.zoneout->data_ptr<T>() + s.offset * Cell::states * H : nullptr;
-    p.recurrent_mask = data_or_null<T>(o.recurrent_mask);
+    set_options<T>(p, o, s.offset * Cell::states * H);
     p.h_prev = PrevState<T>{y.data_ptr<T>() + s.prev_offset * H, l.h0.data_ptr<T>(), s.prev_rows, H, H};
     if constexpr (Cell::states == 2) {
       p.c_prev = PrevState<T>{workspace.data_ptr<T>() + s.prev_offset * lay.cols() + c_out, l.c0.data_ptr<T>(),
